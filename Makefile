@@ -1,0 +1,38 @@
+# One entry point for developers and CI. `make test` installs everything it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+UV_VERSION ?= 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen
+
+.PHONY: help sync lint typecheck imports unit test schemas
+
+help:
+	@echo "make test     install everything, then lint, type-check, import contracts and tests"
+	@echo "make schemas  regenerate the envelope JSON Schemas"
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+sync: $(UV)
+	$(UV) sync --frozen --all-packages
+
+lint: sync
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+typecheck: sync
+	$(RUN) mypy
+
+imports: sync
+	$(RUN) lint-imports
+
+unit: sync
+	$(RUN) pytest
+
+test: lint typecheck imports unit
+
+schemas: sync
+	$(RUN) python -m arco_envelope schema shared/envelope/schemas
