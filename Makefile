@@ -23,8 +23,13 @@ lint: sync
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 
+# One mypy run per workspace member keeps same-named test modules of different members apart.
+MEMBERS := $(sort $(dir $(wildcard shared/*/pyproject.toml services/*/pyproject.toml)))
+
 typecheck: sync
-	$(RUN) mypy
+	@set -e; for member in $(MEMBERS); do \
+		echo "mypy $$member"; $(RUN) mypy $${member}src $$(test -d $${member}tests && echo $${member}tests); \
+	done
 
 imports: sync
 	$(RUN) lint-imports
