@@ -1,0 +1,78 @@
+"""Fixtures shared by every package's tests: a migrated database per test, on SQLite and, when
+``ARCO_TEST_DATABASE_URL`` names a PostgreSQL server, on PostgreSQL too."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from arco_orchestration.db import Database, make_engine, normalise_url
+from arco_orchestration.migrate import upgrade
+from arco_orchestration.models import Base
+
+PG_URL_ENV = "ARCO_TEST_DATABASE_URL"
+PG_TEST_DATABASE = "arco_pytest"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once; each test gets a copy."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "arco.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A PostgreSQL database of our own on the server of ``ARCO_TEST_DATABASE_URL``,
+    migrated once per session."""
+    configured = os.environ.get(PG_URL_ENV, "").strip()
+    if not configured:
+        pytest.skip(f"PostgreSQL tests need {PG_URL_ENV} (CI sets it; .ci/run starts the server)")
+    admin_url = make_url(normalise_url(configured))
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {PG_TEST_DATABASE} WITH (FORCE)"))
+        connection.execute(text(f"CREATE DATABASE {PG_TEST_DATABASE}"))
+    admin.dispose()
+    url = admin_url.set(database=PG_TEST_DATABASE).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def _truncate_all(db: Database) -> None:
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with db.engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """The URL of an empty, migrated database: a fresh SQLite file, or the session's
+    PostgreSQL database with every table emptied."""
+    if request.param == "sqlite":
+        path = tmp_path / "arco.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    db = Database.from_url(url)
+    _truncate_all(db)
+    db.dispose()
+    return url
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database.from_url(database_url)
+    yield db
+    db.dispose()

@@ -1,0 +1,1 @@
+"""Persistence and state machine shared by the api, dispatcher and sweeper."""
