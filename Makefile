@@ -30,6 +30,7 @@ typecheck: sync
 	@set -e; for member in $(MEMBERS); do \
 		echo "mypy $$member"; $(RUN) mypy $${member}src $$(test -d $${member}tests && echo $${member}tests); \
 	done
+	$(RUN) mypy conftest.py
 
 imports: sync
 	$(RUN) lint-imports

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AliasChoices, Field, StrictStr, model_validator
+from pydantic import AliasChoices, Field, StrictStr, WithJsonSchema, model_validator
 
 from arco_envelope.timestamps import Timestamp
 from arco_envelope.wire import U32, WireModel, reject_duplicate_spellings
@@ -67,8 +67,11 @@ class WorkerDispatchEnvelope(WireModel, json_schema_extra=_schema_accepts_legacy
 
     tenant_id: StrictStr = _either("tenantId")
     workspace_id: StrictStr = _either("workspaceId")
-    # Filled from taskKey by the validator below when absent, so it is never really "".
-    task_id: StrictStr = _either("taskId", default="")
+    # A missing or null taskId is filled from taskKey by the validator below, so the
+    # attribute is always a string; the schema says "string or null" as the wire does.
+    task_id: Annotated[
+        StrictStr, WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})
+    ] = _either("taskId", default="")
     task_key: StrictStr = _either("taskKey")
     run_id: StrictStr = _either("runId")
     attempt: U32

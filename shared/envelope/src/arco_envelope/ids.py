@@ -7,7 +7,7 @@ import hashlib
 import re
 
 CALLBACK_TASK_ID_PREFIX = "ct1_"
-_URLSAFE_ALPHABET = re.compile(r"^[A-Za-z0-9_-]*$")
+_URLSAFE_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class InvalidCallbackTaskId(ValueError):  # noqa: N818 - upstream's error name
@@ -27,7 +27,7 @@ def callback_task_id(run_id: str, task_key: str) -> str:
 def _strict_urlsafe_b64decode(text: str) -> bytes:
     # Python's decoders accept padding, the standard alphabet and non-zero trailing bits;
     # upstream's URL_SAFE_NO_PAD engine rejects all three, so check them here.
-    if not _URLSAFE_ALPHABET.match(text):
+    if not _URLSAFE_ALPHABET.fullmatch(text):
         raise ValueError("invalid symbol (only A-Z a-z 0-9 - _ are allowed, without padding)")
     if len(text) % 4 == 1:
         raise ValueError("invalid length")

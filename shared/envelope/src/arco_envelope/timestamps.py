@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _RFC3339 = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?"
-    r"(?P<offset>[Zz]|UTC|[+-]\d{2}:?\d{2})$"
+    r"(?P<offset>[Zz]|UTC|[+-]\d{2}:?\d{2})"
 )
 
 
@@ -22,7 +22,7 @@ def parse_timestamp(value: str) -> datetime:
     timezone-aware and normalised to UTC. Digits beyond microseconds are truncated, because
     Python datetimes hold microseconds.
     """
-    match = _RFC3339.match(value)
+    match = _RFC3339.fullmatch(value)
     if match is None:
         raise ValueError(
             f"invalid timestamp {value!r}: expected RFC 3339 with an explicit offset, "
@@ -43,9 +43,9 @@ def parse_timestamp(value: str) -> datetime:
         parsed = datetime.fromisoformat(f"{match['date']}T{match['time']}.{frac}").replace(
             tzinfo=tz
         )
-    except ValueError as exc:
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise ValueError(f"invalid timestamp {value!r}: {exc}") from None
-    return parsed.astimezone(UTC)
 
 
 def format_timestamp(value: datetime) -> str:
@@ -56,7 +56,8 @@ def format_timestamp(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
     utc = value.astimezone(UTC)
-    base = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    # strftime("%Y") does not zero-pad years below 1000 on every platform.
+    base = f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc:%H:%M:%S}"
     micros = utc.microsecond
     if micros == 0:
         return f"{base}Z"

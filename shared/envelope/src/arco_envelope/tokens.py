@@ -32,7 +32,7 @@ MAX_TASK_TOKEN_TTL_SECONDS = 86400
 LEEWAY_SECONDS = 60
 
 _HEADER = canonical_json({"typ": "JWT", "alg": "HS256"})
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class TaskTokenConfigError(ValueError):
@@ -65,11 +65,11 @@ class TaskTokenConfig:
     """Signing and verification settings. Secrets are trimmed; ``previous_secrets`` verify
     tokens signed before a rotation, while signing always uses ``secret``."""
 
-    secret: str
+    secret: str = field(repr=False)
     issuer: str | None = None
     audience: str | None = None
     ttl_seconds: int = DEFAULT_TASK_TOKEN_TTL_SECONDS
-    previous_secrets: tuple[str, ...] = field(default=())
+    previous_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_config_block(cls, block: dict[str, Any]) -> TaskTokenConfig:
@@ -176,9 +176,14 @@ def _b64url_encode(raw: bytes) -> str:
 
 
 def _b64url_decode(text: str) -> bytes:
-    if not _B64URL.match(text) or len(text) % 4 == 1:
+    """Strict unpadded base64url: non-zero trailing bits are rejected, as upstream does, so
+    one set of claims has exactly one valid token string."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError("invalid base64url segment")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64url_encode(decoded) != text:
+        raise ValueError("non-canonical base64url segment")
+    return decoded
 
 
 def _utc_now(now: datetime | None) -> datetime:
