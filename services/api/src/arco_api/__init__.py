@@ -1,0 +1,1 @@
+"""The arco API service."""

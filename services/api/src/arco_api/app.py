@@ -1,0 +1,98 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from arco_api import callback_routes, log_routes, manifest_routes, run_routes, system_routes
+from arco_api.auth import UserAuthenticator
+from arco_api.context import ApiContext, utc_now
+from arco_api.errors import ApiError
+from arco_api.metrics import ApiMetrics
+from arco_api.middleware import RequestContextMiddleware
+from arco_api.settings import ApiSettings
+from arco_orchestration.db import Database
+
+_STATUS_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def _request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+def create_app(
+    settings: ApiSettings,
+    db: Database | None = None,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """Build the API. ``db`` defaults to the database of ``ARCO_DATABASE_URL``."""
+    database = db or Database.from_url(settings.database_url or None)
+    metrics = ApiMetrics()
+    app = FastAPI(title="arco-api", version="0.1.0")
+    app.state.arco = ApiContext(
+        settings=settings,
+        db=database,
+        users=UserAuthenticator(settings),
+        task_tokens=settings.task_token_config(),
+        metrics=metrics,
+        clock=clock,
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    for router in (
+        system_routes.router,
+        manifest_routes.router,
+        run_routes.router,
+        log_routes.router,
+        callback_routes.router,
+    ):
+        app.include_router(router)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(_request_id(request)), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [
+            {"loc": [str(p) for p in error["loc"]], "msg": error["msg"]} for error in exc.errors()
+        ]
+        body = {
+            "code": "BAD_REQUEST",
+            "error": "invalid_request",
+            "message": "invalid_request: request does not match the schema",
+            "detail": detail,
+        }
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "ERROR")
+        body: dict[str, str] = {"code": code, "message": str(exc.detail)}
+        if request_id := _request_id(request):
+            body["requestId"] = request_id
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        body = {"code": "INTERNAL", "message": f"internal error: {type(exc).__name__}"}
+        if request_id := _request_id(request):
+            body["requestId"] = request_id
+        return JSONResponse(body, status_code=500)
+
+    return app

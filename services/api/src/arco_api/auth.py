@@ -1,0 +1,94 @@
+"""User authentication of the run and manifest routes: bearer JWT (HS256 or RS256), or the
+debug headers in the dev posture. Task tokens are never accepted here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import jwt
+from fastapi import Request
+
+from arco_api.errors import ApiError, unauthorized
+from arco_api.settings import ApiSettings
+
+_STORAGE_ID = re.compile(r"^[a-z0-9_-]+$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str
+    workspace_id: str
+    user_id: str | None
+
+
+def storage_id_problem(name: str, value: str) -> str | None:
+    """Tenant and workspace ids must be storage ids: lowercase a-z, 0-9, '-', '_'."""
+    if not value or not _STORAGE_ID.match(value):
+        return f"{name} contains invalid characters (allowed: a-z, 0-9, '-', '_')"
+    return None
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token after the case-sensitive ``Bearer `` prefix, or ``None``."""
+    header = request.headers.get("authorization", "")
+    if not header.startswith("Bearer "):
+        return None
+    return header[len("Bearer ") :].strip() or None
+
+
+class UserAuthenticator:
+    def __init__(self, settings: ApiSettings) -> None:
+        self._settings = settings
+        self._public_key = settings.jwt_public_key()
+
+    def authenticate(self, request: Request) -> Principal:
+        settings = self._settings
+        if settings.debug_active:
+            tenant = request.headers.get("x-tenant-id", "").strip()
+            workspace = request.headers.get("x-workspace-id", "").strip()
+            if tenant and workspace:
+                return self._checked(tenant, workspace, request.headers.get("x-user-id"))
+        token = bearer_token(request)
+        if token is None:
+            raise unauthorized("missing bearer token")
+        claims = self._decode(token)
+        tenant_claim = claims.get(settings.jwt_tenant_claim)
+        workspace_claim = claims.get(settings.jwt_workspace_claim)
+        user = claims.get(settings.jwt_user_claim)
+        if not isinstance(tenant_claim, str) or not isinstance(workspace_claim, str):
+            raise unauthorized("token lacks tenant/workspace claims")
+        return self._checked(tenant_claim, workspace_claim, user if isinstance(user, str) else None)
+
+    def _decode(self, token: str) -> dict[str, object]:
+        settings = self._settings
+        if self._public_key:
+            key, algorithms = self._public_key, ["RS256"]
+        elif settings.jwt_secret:
+            key, algorithms = settings.jwt_secret, ["HS256"]
+        else:
+            raise unauthorized("user authentication is not configured")
+        options = {"require": ["exp"], "verify_aud": bool(settings.jwt_audience)}
+        try:
+            claims: dict[str, object] = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                audience=settings.jwt_audience or None,
+                issuer=settings.jwt_issuer or None,
+                options=options,  # type: ignore[arg-type]
+                leeway=60,
+            )
+        except jwt.PyJWTError as exc:
+            raise unauthorized(f"invalid token: {type(exc).__name__}") from None
+        # A task token is signed with a different secret, but refuse one outright anyway.
+        if "taskId" in claims or "task_id" in claims:
+            raise unauthorized("task tokens are not accepted on this route")
+        return claims
+
+    @staticmethod
+    def _checked(tenant: str, workspace: str, user: str | None) -> Principal:
+        for name, value in (("tenant_id", tenant), ("workspace_id", workspace)):
+            if problem := storage_id_problem(name, value):
+                raise ApiError(400, "BAD_REQUEST", problem)
+        return Principal(tenant, workspace, user or None)

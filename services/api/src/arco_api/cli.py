@@ -1,0 +1,48 @@
+"""``arco-api``: check the configuration and schema, then serve on ARCO_HTTP_PORT."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from arco_api.app import create_app
+from arco_api.logging_setup import configure_logging
+from arco_api.settings import ApiSettings
+from arco_orchestration.db import Database
+from arco_orchestration.migrate import SchemaNotCurrent, require_current_schema
+
+
+def main() -> int:
+    configure_logging()
+    try:
+        settings = ApiSettings()
+    except ValidationError as exc:
+        print(f"arco-api: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    if problems := settings.problems():
+        print("arco-api: refusing to start:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    db = Database.from_url(settings.database_url or None)
+    try:
+        require_current_schema(db.engine)
+    except SchemaNotCurrent as exc:
+        print(f"arco-api: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings, db)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""What every route needs: settings, database, authenticators, metrics, a clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fastapi import Request
+
+from arco_api.auth import UserAuthenticator
+from arco_api.metrics import ApiMetrics
+from arco_api.settings import ApiSettings
+from arco_envelope.tokens import TaskTokenConfig
+from arco_orchestration.db import Database
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ApiContext:
+    settings: ApiSettings
+    db: Database
+    users: UserAuthenticator
+    task_tokens: TaskTokenConfig
+    metrics: ApiMetrics
+    clock: Callable[[], datetime] = field(default=utc_now)
+
+
+def api_context(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.arco
+    return context

@@ -1,0 +1,33 @@
+"""Route dependencies: the caller's principal and workspace check."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+
+from arco_api.auth import Principal
+from arco_api.context import api_context
+from arco_api.errors import not_found
+from arco_orchestration.scope import Scope
+
+
+def current_principal(request: Request) -> Principal:
+    """The authenticated user (JWT or dev debug headers); 401 otherwise."""
+    principal = api_context(request).users.authenticate(request)
+    request.state.principal = principal
+    return principal
+
+
+def workspace_scope(
+    workspace_id: Annotated[str, Path(description="Workspace id; must be the caller's")],
+    principal: Annotated[Principal, Depends(current_principal)],
+) -> Scope:
+    """The caller's scope; a path workspace other than the caller's is 404."""
+    if workspace_id != principal.workspace_id:
+        raise not_found("workspace not found")
+    return Scope(principal.tenant_id, principal.workspace_id)
+
+
+ScopeDep = Annotated[Scope, Depends(workspace_scope)]
+PrincipalDep = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,123 @@
+"""Task log upload and read (arco-orchestration section 2.5)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from arco_api.context import api_context
+from arco_api.deps import ScopeDep
+from arco_api.errors import ApiError, bad_request, conflict, not_found
+from arco_api.http_io import BodyError, parse_json, read_body
+from arco_envelope import format_timestamp
+from arco_orchestration import queries
+from arco_orchestration.models import TaskLog
+
+router = APIRouter(prefix="/api/v1/workspaces/{workspace_id}/runs/{run_id}/logs", tags=["logs"])
+
+LOG_BODY_LIMIT = 2 * 1024 * 1024
+NEXT_CURSOR_HEADER = "x-arco-next-cursor"
+
+
+def _log_path(run_id: str, task_key: str, attempt: int) -> str:
+    return f"logs/{run_id}/{task_key}/attempt-{attempt}.log"
+
+
+@router.post("", status_code=201, summary="Upload the logs of one attempt (create-only)")
+async def upload_logs(request: Request, scope: ScopeDep, run_id: str) -> JSONResponse:
+    context = api_context(request)
+    try:
+        document = parse_json(await read_body(request, LOG_BODY_LIMIT))
+    except BodyError as error:
+        raise ApiError(error.status, "BAD_REQUEST", error.message) from None
+    if not isinstance(document, dict):
+        raise bad_request("log upload body must be a JSON object")
+    task_key, attempt = document.get("taskKey"), document.get("attempt")
+    stdout, stderr = document.get("stdout", ""), document.get("stderr", "")
+    if not isinstance(task_key, str) or not task_key:
+        raise bad_request("taskKey is required")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+        raise bad_request("attempt must be an integer >= 1")
+    if not isinstance(stdout, str) or not isinstance(stderr, str):
+        raise bad_request("stdout and stderr must be strings")
+    size = len(stdout.encode()) + len(stderr.encode())
+    now = context.clock()
+
+    def store() -> dict[str, Any]:
+        with context.db.transaction() as session:
+            if queries.get_run(session, scope, run_id) is None:
+                raise not_found(f"run not found: {run_id}")
+            session.add(
+                TaskLog(
+                    run_id=run_id,
+                    task_key=task_key,
+                    attempt=attempt,
+                    tenant_id=scope.tenant_id,
+                    workspace_id=scope.workspace_id,
+                    stdout=stdout,
+                    stderr=stderr,
+                    size_bytes=size,
+                    created_at=now,
+                )
+            )
+            session.flush()
+        return {"path": _log_path(run_id, task_key, attempt), "sizeBytes": size}
+
+    try:
+        body = await run_in_threadpool(store)
+    except IntegrityError:
+        raise conflict(f"logs already uploaded for {task_key} attempt {attempt}") from None
+    return JSONResponse(body, status_code=201)
+
+
+@router.get("", summary="Read uploaded logs as text", response_class=PlainTextResponse)
+async def read_logs(
+    request: Request,
+    scope: ScopeDep,
+    run_id: str,
+    task_key: Annotated[str | None, Query(alias="taskKey")] = None,
+    limit: Annotated[int, Query()] = 50,
+    cursor: Annotated[str | None, Query()] = None,
+) -> PlainTextResponse:
+    context = api_context(request)
+    if not 1 <= limit <= 200:
+        raise bad_request("limit must be between 1 and 200")
+    if cursor is not None and not cursor.isdigit():
+        raise bad_request("invalid cursor")
+    offset = int(cursor) if cursor else 0
+
+    def load(session: Session) -> list[TaskLog]:
+        stmt = select(TaskLog).where(
+            TaskLog.run_id == run_id,
+            TaskLog.tenant_id == scope.tenant_id,
+            TaskLog.workspace_id == scope.workspace_id,
+        )
+        if task_key is not None:
+            stmt = stmt.where(TaskLog.task_key == task_key)
+        stmt = stmt.order_by(TaskLog.task_key, TaskLog.attempt).offset(offset).limit(limit + 1)
+        return list(session.scalars(stmt))
+
+    def run() -> list[TaskLog]:
+        with context.db.transaction() as session:
+            return load(session)
+
+    rows = await run_in_threadpool(run)
+    if not rows and cursor is None:
+        raise not_found(f"no logs for run {run_id}")
+    headers = {}
+    if len(rows) > limit:
+        rows = rows[:limit]
+        headers[NEXT_CURSOR_HEADER] = str(offset + limit)
+    parts = []
+    for row in rows:
+        parts.append(
+            f"=== {row.task_key} attempt {row.attempt} ({format_timestamp(row.created_at)}) ===\n"
+            f"--- stdout ---\n{row.stdout}\n--- stderr ---\n{row.stderr}\n"
+        )
+    return PlainTextResponse("".join(parts), headers=headers)

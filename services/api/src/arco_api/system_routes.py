@@ -1,0 +1,60 @@
+"""Unauthenticated routes: health, readiness, version, Prometheus metrics."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from arco_api.context import api_context
+from arco_api.errors import not_found
+from arco_api.settings import Posture
+from arco_orchestration.migrate import schema_problem
+from arco_orchestration.queries import count_tasks_by_state
+from arco_orchestration.states import TaskState
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """Ready when the database answers and its schema is at the head revision."""
+    context = api_context(request)
+    problem = await run_in_threadpool(schema_problem, context.db.engine)
+    if problem:
+        return JSONResponse({"ready": False, "message": problem}, status_code=503)
+    return JSONResponse({"ready": True})
+
+
+@router.get("/version")
+async def version_info(request: Request) -> dict[str, str]:
+    context = api_context(request)
+    return {
+        "service": "arco-api",
+        "packageVersion": version("arco-api"),
+        "codeVersion": context.settings.code_version,
+    }
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    context = api_context(request)
+    if context.settings.posture is Posture.PUBLIC:
+        raise not_found("not found")
+
+    def refresh() -> None:
+        with context.db.transaction() as session:
+            counts = count_tasks_by_state(session)
+        for state in TaskState:
+            context.metrics.tasks_by_state.labels(state=state.value).set(counts.get(state, 0))
+
+    await run_in_threadpool(refresh)
+    return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)
