@@ -1,0 +1,186 @@
+"""The terminal report: SUCCEEDED with the output, FAILED with category, message, stack trace
+and metrics, and a ``/completed`` that is retried until the token expires, never dropped
+silently."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import structlog
+from services.worker.tests.worker_test_support import (
+    FakeCallbackApi,
+    Scripted,
+    error_body,
+    make_envelope,
+    now,
+    running_worker,
+    stamp,
+)
+
+from arco_envelope import ErrorCategory, TaskOutput
+from arco_worker import TaskContext, TaskFailure, Worker
+
+
+def _run_one(
+    api: FakeCallbackApi, worker: Worker, task_key: str, **envelope: Any
+) -> dict[str, Any]:
+    with running_worker(worker, api) as running:
+        response = running.dispatch(make_envelope(api.base_url, task_key, **envelope))
+        assert response.status_code == 202, response.text
+        running.wait_idle()
+    completed = api.requests("completed")
+    assert len({str(r.body) for r in completed}) == 1
+    return completed[0].body
+
+
+def test_success_sends_succeeded_with_the_output_and_metrics(api: FakeCallbackApi) -> None:
+    worker = Worker()
+
+    @worker.task("test.busy")
+    def busy(ctx: TaskContext) -> TaskOutput:
+        total = sum(i * i for i in range(300_000))  # burn some CPU
+        return TaskOutput(row_count=total % 1000, output_path="s3://b/k", delta_version=3)
+
+    body = _run_one(api, worker, "test.busy")
+    assert body["outcome"] == "SUCCEEDED"
+    assert body["output"]["outputPath"] == "s3://b/k"
+    assert body["output"]["deltaVersion"] == 3
+    assert body["metrics"]["cpuTimeMs"] > 0
+    assert body["metrics"]["peakMemoryBytes"] > 1_000_000
+    assert "error" not in body
+    assert "completedAt" in body
+
+
+@pytest.mark.parametrize(
+    "result",
+    [{"rowCount": 7}, {"row_count": 7}, TaskOutput(row_count=7)],
+    ids=["wire-names", "field-names", "model"],
+)
+def test_async_handler_output_forms(api: FakeCallbackApi, result: Any) -> None:
+    worker = Worker()
+
+    @worker.task("test.async")
+    async def produce(ctx: TaskContext) -> Any:
+        return result
+
+    assert _run_one(api, worker, "test.async")["output"] == {"rowCount": 7}
+
+
+def test_no_output_omits_output(api: FakeCallbackApi) -> None:
+    worker = Worker()
+    worker.add("test.none", lambda ctx: None)
+    body = _run_one(api, worker, "test.none")
+    assert body["outcome"] == "SUCCEEDED"
+    assert "output" not in body
+
+
+def test_handler_exception_sends_failed_user_code_with_stack_trace(
+    api: FakeCallbackApi,
+) -> None:
+    worker = Worker()
+
+    def load_rows() -> None:
+        raise ValueError("no rows for 2026-01-01")
+
+    @worker.task("test.boom")
+    def boom(ctx: TaskContext) -> None:
+        load_rows()
+
+    body = _run_one(api, worker, "test.boom")
+    assert body["outcome"] == "FAILED"
+    error = body["error"]
+    assert error["category"] == "USER_CODE"
+    assert error["message"] == "ValueError: no rows for 2026-01-01"
+    assert "load_rows" in error["stackTrace"]
+    assert "Traceback" in error["stackTrace"]
+    assert "retryable" not in error  # the category default (retried) applies
+    assert body["metrics"]["peakMemoryBytes"] > 0
+    assert "output" not in body
+
+
+@pytest.mark.parametrize(
+    ("category", "retryable"),
+    [
+        (ErrorCategory.DATA_QUALITY, False),
+        (ErrorCategory.INFRASTRUCTURE, True),
+        (ErrorCategory.CONFIGURATION, False),
+        (ErrorCategory.TIMEOUT, True),
+        (ErrorCategory.USER_CODE, False),
+        (ErrorCategory.DATA_QUALITY, None),
+    ],
+)
+def test_typed_failure_sets_category_and_retryable(
+    api: FakeCallbackApi, category: ErrorCategory, retryable: bool | None
+) -> None:
+    worker = Worker()
+
+    @worker.task("test.typed")
+    async def typed(ctx: TaskContext) -> None:
+        raise TaskFailure("bad input", category=category, retryable=retryable)
+
+    error = _run_one(api, worker, "test.typed")["error"]
+    assert error["category"] == category.value
+    assert error["message"] == "bad input"
+    assert error.get("retryable") == retryable
+    assert "stackTrace" in error
+
+
+def test_invalid_output_fails_the_task(api: FakeCallbackApi) -> None:
+    worker = Worker()
+    worker.add("test.bad_output", lambda ctx: {"rowCount": -1})
+    body = _run_one(api, worker, "test.bad_output")
+    assert body["outcome"] == "FAILED"
+    assert body["error"]["category"] == "USER_CODE"
+    assert body["error"]["retryable"] is False
+    assert "invalid output" in body["error"]["message"]
+
+
+def test_unknown_task_key_fails_as_configuration(api: FakeCallbackApi) -> None:
+    worker = Worker()
+    worker.add("test.known", lambda ctx: None)
+    body = _run_one(api, worker, "test.unknown")
+    assert body["outcome"] == "FAILED"
+    assert body["error"]["category"] == "CONFIGURATION"
+    assert body["error"]["retryable"] is False
+    assert "test.unknown" in body["error"]["message"]
+
+
+def test_completed_is_retried_until_the_token_expires_and_the_loss_is_logged(
+    api: FakeCallbackApi,
+) -> None:
+    worker = Worker()
+    worker.add("test.ok", lambda ctx: None)
+    api.set_default("completed", Scripted(503))
+    expires = now() + timedelta(seconds=1)
+    with structlog.testing.capture_logs() as logs, running_worker(worker, api) as running:
+        running.dispatch(make_envelope(api.base_url, "test.ok", tokenExpiresAt=stamp(expires)))
+        running.wait_idle()
+    assert now() >= expires - timedelta(milliseconds=100)
+    assert len(api.requests("completed")) > 3  # more than the bounded retries of the others
+    undelivered = [e for e in logs if e["event"] == "completion_undelivered"]
+    assert len(undelivered) == 1
+    assert undelivered[0]["log_level"] == "error"
+    assert undelivered[0]["outcome"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    ("answer", "event"),
+    [
+        (Scripted(409, error_body("task_already_terminal")), "completion_attempt_over"),
+        (Scripted(401, error_body("invalid_token")), "completion_rejected"),
+        (Scripted(422, {"error": "invalid_request", "message": "bad"}), "completion_rejected"),
+    ],
+    ids=["409", "401", "422"],
+)
+def test_final_completed_rejection_is_not_retried_but_logged(
+    api: FakeCallbackApi, answer: Scripted, event: str
+) -> None:
+    worker = Worker()
+    worker.add("test.ok", lambda ctx: None)
+    api.script("completed", answer)
+    with structlog.testing.capture_logs() as logs:
+        _run_one(api, worker, "test.ok")
+    assert len(api.requests("completed")) == 1
+    assert event in {e["event"] for e in logs}

@@ -1,0 +1,95 @@
+"""The handler registry: malformed registrations fail at import time, not at dispatch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from arco_worker import RegistrationError, TaskContext, Worker
+from arco_worker.dedupe import DeliveryState, DispatchRegistry
+
+
+def test_decorator_registers_sync_and_async_handlers() -> None:
+    worker = Worker()
+
+    @worker.task("a.sync")
+    def sync_handler(ctx: TaskContext) -> None:
+        return None
+
+    @worker.task("a.async")
+    async def async_handler(ctx: TaskContext) -> None:
+        return None
+
+    assert sync_handler.__name__ == "sync_handler"  # the decorator returns the function
+    tasks = worker.tasks
+    assert tasks["a.sync"].is_async is False
+    assert tasks["a.async"].is_async is True
+    worker.validate()
+
+
+def test_async_callable_object_is_async() -> None:
+    class Handler:
+        async def __call__(self, ctx: TaskContext) -> None:
+            return None
+
+    worker = Worker()
+    worker.add("obj", Handler())
+    assert worker.tasks["obj"].is_async
+
+
+def test_same_key_twice_is_refused() -> None:
+    worker = Worker()
+    worker.add("dup", lambda ctx: None)
+    with pytest.raises(RegistrationError, match="registered twice"):
+        worker.add("dup", lambda ctx: None)
+
+
+@pytest.mark.parametrize("key", ["", "has space", " lead"])
+def test_malformed_key_is_refused(key: str) -> None:
+    with pytest.raises(RegistrationError, match="task key"):
+        Worker().add(key, lambda ctx: None)
+
+
+def test_handler_must_take_one_context_argument() -> None:
+    def two(ctx: TaskContext, other: int) -> None:
+        return None
+
+    def none() -> None:
+        return None
+
+    worker = Worker()
+    # Typed as Any: these are the mistakes an untyped caller makes.
+    for bad in (two, none):
+        handler: Any = bad
+        with pytest.raises(RegistrationError, match="exactly one argument"):
+            worker.add("bad", handler)
+    assert worker.tasks == {}
+
+
+def test_empty_worker_does_not_validate() -> None:
+    with pytest.raises(RegistrationError, match="no task handlers"):
+        Worker().validate()
+
+
+def test_include_copies_handlers() -> None:
+    first, second = Worker(), Worker()
+    first.add("x", lambda ctx: None)
+    second.include(first)
+    assert set(second.tasks) == {"x"}
+
+
+def test_dispatch_registry_is_bounded_lru() -> None:
+    registry = DispatchRegistry(remembered=2)
+    for name in ("a", "b", "c"):
+        registry.claim(name)
+        assert registry.state(name) is DeliveryState.IN_FLIGHT
+        registry.finish(name)
+    assert registry.state("a") is DeliveryState.NEW  # evicted
+    assert registry.state("b") is DeliveryState.FINISHED
+    registry.claim("d")
+    assert registry.in_flight == 1
+    registry.release("d")
+    assert registry.state("d") is DeliveryState.NEW
+    with pytest.raises(ValueError, match="already known"):
+        registry.claim("c")
