@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from arco_envelope import DEFAULT_WORKER_QUEUE, format_timestamp, parse_timestamp
 from arco_envelope import attempt_id as deterministic_attempt_id
@@ -147,10 +148,12 @@ def add_event(
     if idempotency_key is None:
         session.add(event)
         return event
+    # Flush pending changes first so a duplicate key rolls back only this event's savepoint.
+    session.flush()
     try:
         with session.begin_nested():
             session.add(event)
-            session.flush([event])
+            session.flush()
     except IntegrityError:
         return None
     return event
@@ -180,15 +183,15 @@ def _maybe_finish_run(run: Run, now: datetime) -> None:
     _bump(run)
 
 
-def _drop_outbox(session: Session, task: Task, *, through_attempt: int) -> None:
-    """Remove outbox rows of attempts that are consumed (started, finished or superseded)."""
-    session.execute(
-        delete(DispatchOutbox).where(
-            DispatchOutbox.run_id == task.run_id,
-            DispatchOutbox.task_key == task.task_key,
-            DispatchOutbox.attempt <= through_attempt,
-        )
+def _drop_outbox(session: Session, task: Task, *, through_attempt: int | None = None) -> None:
+    """Remove outbox rows of attempts that are consumed (started, finished or superseded);
+    every row of the task when ``through_attempt`` is ``None``."""
+    stmt = delete(DispatchOutbox).where(
+        DispatchOutbox.run_id == task.run_id, DispatchOutbox.task_key == task.task_key
     )
+    if through_attempt is not None:
+        stmt = stmt.where(DispatchOutbox.attempt <= through_attempt)
+    session.execute(stmt)
 
 
 def _end_task(
@@ -209,7 +212,7 @@ def _end_task(
     task.heartbeat_deadline = None
     _bump(task)
     _count_terminal(run, state)
-    _drop_outbox(session, task, through_attempt=2**31)
+    _drop_outbox(session, task)
     add_event(session, task, kind, now, from_state=previous, detail=detail)
 
 
@@ -313,10 +316,11 @@ def reserve_run_key(
         fingerprint=fingerprint,
         created_at=now,
     )
+    session.flush()
     try:
         with session.begin_nested():
             session.add(row)
-            session.flush([row])
+            session.flush()
         created = True
     except IntegrityError:
         existing = session.get(RunKey, (scope.tenant_id, scope.workspace_id, run_key))
@@ -377,7 +381,7 @@ def trigger_run(
         row_version=1,
     )
     session.add(run)
-    session.flush([run])
+    session.flush()
     rows: list[Task] = []
     edges: list[TaskDependency] = []
     for planned in tasks:
@@ -816,6 +820,8 @@ def apply_completion(
             _cascade(session, run, task, TaskState.SKIPPED, now)
     event.to_state = task.state
     event.detail = detail
+    # ``detail`` was changed in place after the event was flushed: tell the ORM.
+    flag_modified(event, "detail")
     _maybe_finish_run(run, now)
     return True
 
@@ -880,7 +886,7 @@ def fail_attempt(
     delivered (``dispatch_timeout``)."""
     run = lock_run(session, scope, run_id)
     task = get_task(session, scope, run_id, task_key) if run else None
-    if run is None or task is None:
+    if run is None or task is None or attempt < 1:
         return False
     if task.attempt != attempt or (task.attempt_id or "") != attempt_id:
         return False

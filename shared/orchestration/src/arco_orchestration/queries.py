@@ -30,6 +30,7 @@ from arco_orchestration.states import (
 
 PARENT_RUN_LABEL = "arco.parent_run_id"
 RERUN_KIND_LABEL = "arco.rerun.kind"
+MAX_OFFSET = 2**63 - 1
 
 
 class InvalidCursor(ValueError):  # noqa: N818 - reads as a sentence
@@ -105,8 +106,11 @@ def encode_cursor(run: Run) -> str:
 
 def decode_cursor(cursor: str) -> tuple[datetime, str] | int:
     """A cursor is opaque base64 JSON; a purely numeric one is a legacy offset."""
-    if cursor.isdigit():
-        return int(cursor)
+    if cursor.isascii() and cursor.isdigit():
+        offset = int(cursor)
+        if offset > MAX_OFFSET:
+            raise InvalidCursor("invalid cursor")
+        return offset
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)

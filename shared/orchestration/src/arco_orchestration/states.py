@@ -5,6 +5,7 @@ Stored and public states are upstream's (arco-orchestration sections 1.1, 1.4, 4
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -142,12 +143,24 @@ def public_run_state(
 
 RETRY_BACKOFF_BASE = timedelta(seconds=30)
 RETRY_BACKOFF_CAP = timedelta(seconds=900)
+RETRY_BACKOFF_BASE_ENV = "ARCO_RETRY_BACKOFF_BASE_SECS"
+
+
+def _backoff_base() -> timedelta:
+    # Upstream's 30 s by default; demos and end-to-end tests shorten it through the
+    # environment of whichever process records the failure (api or sweeper).
+    raw = os.environ.get(RETRY_BACKOFF_BASE_ENV, "").strip()
+    try:
+        return timedelta(seconds=float(raw)) if raw else RETRY_BACKOFF_BASE
+    except ValueError:
+        return RETRY_BACKOFF_BASE
 
 
 def retry_backoff(attempt: int) -> timedelta:
-    """``min(30 s * 2^min(attempt-1, 6), 900 s)``: 30, 60, 120 s, ... capped at 15 min."""
+    """``min(base * 2^min(attempt-1, 6), 900 s)`` with base 30 s: 30, 60, 120 s, ... capped
+    at 15 min."""
     exponent = min(max(attempt, 1) - 1, 6)
-    delay: timedelta = RETRY_BACKOFF_BASE * (2**exponent)
+    delay: timedelta = _backoff_base() * (2**exponent)
     return min(delay, RETRY_BACKOFF_CAP)
 
 
