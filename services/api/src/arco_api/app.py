@@ -44,7 +44,8 @@ def create_app(
     """Build the API. ``db`` defaults to the database of ``ARCO_DATABASE_URL``."""
     database = db or Database.from_url(settings.database_url or None)
     metrics = ApiMetrics()
-    app = FastAPI(title="arco-api", version="0.1.0")
+    # Paths are exact (arco-contract 4): a trailing slash is 404, never a redirect.
+    app = FastAPI(title="arco-api", version="0.1.0", redirect_slashes=False)
     app.state.arco = ApiContext(
         settings=settings,
         db=database,
@@ -78,6 +79,8 @@ def create_app(
             "message": "invalid_request: request does not match the schema",
             "detail": detail,
         }
+        if request_id := _request_id(request):
+            body["requestId"] = request_id
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -91,8 +94,11 @@ def create_app(
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         body = {"code": "INTERNAL", "message": f"internal error: {type(exc).__name__}"}
+        headers: dict[str, str] = {}
         if request_id := _request_id(request):
             body["requestId"] = request_id
-        return JSONResponse(body, status_code=500)
+            # This handler answers outside the request-id middleware: set the header here.
+            headers["x-request-id"] = request_id
+        return JSONResponse(body, status_code=500, headers=headers)
 
     return app

@@ -54,7 +54,11 @@ def _answer(context: ApiContext, phase: str, result: CallbackResult) -> JSONResp
 
 
 def _body_error(context: ApiContext, phase: str, error: BodyError) -> JSONResponse:
-    body: dict[str, Any] = {"error": error.code, "message": error.message}
+    # Design D9: every callback error message starts with its code.
+    message = error.message
+    if not message.startswith(f"{error.code}: "):
+        message = f"{error.code}: {message}"
+    body: dict[str, Any] = {"error": error.code, "message": message}
     if error.detail is not None:
         body["detail"] = error.detail
     context.metrics.callbacks.labels(phase=phase, status=str(error.status)).inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -89,6 +90,8 @@ async def trigger_run(request: Request, scope: ScopeDep, principal: PrincipalDep
             tasks = plan_run(manifest, trigger)
         except (PlanningError, ManifestError) as exc:
             raise _planning_error(exc) from None
+        timeout = context.settings.task_heartbeat_timeout_secs
+        tasks = [replace(task, heartbeat_timeout_sec=timeout) for task in tasks]
         partition_key = tasks[0].partition_key if tasks else None
         fingerprint = run_request_fingerprint(trigger, partition_key)
         run_id, plan_id = str(ULID()), str(ULID())

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from arco_envelope import MIN_HEARTBEAT_TIMEOUT_SECS
 from arco_envelope.tokens import MAX_TASK_TOKEN_TTL_SECONDS, TaskTokenConfig
 
 CALLBACK_BODY_LIMIT = 2 * 1024 * 1024
@@ -47,6 +48,10 @@ class ApiSettings(BaseSettings):
     task_token_ttl_secs: int = 3600
     # Design D8: comma-separated secrets still accepted during a rotation.
     task_token_previous_secrets: str = ""
+
+    # Heartbeat timeout planned for every task (upstream: 300 s, floor 30 s). Tests and demos
+    # shorten it so the sweeper reaps a silent worker quickly.
+    task_heartbeat_timeout_secs: int = 300
 
     callback_body_limit: int = Field(default=CALLBACK_BODY_LIMIT)
     manifest_body_limit: int = Field(default=MANIFEST_BODY_LIMIT)
@@ -125,6 +130,11 @@ class ApiSettings(BaseSettings):
                     "user authentication needs ARCO_JWT_SECRET or ARCO_JWT_PUBLIC_KEY_PEM/_PATH "
                     "when ARCO_DEBUG is not true"
                 )
+        if self.task_heartbeat_timeout_secs < MIN_HEARTBEAT_TIMEOUT_SECS:
+            found.append(
+                f"ARCO_TASK_HEARTBEAT_TIMEOUT_SECS={self.task_heartbeat_timeout_secs} "
+                f"must be >= {MIN_HEARTBEAT_TIMEOUT_SECS}"
+            )
         if self.jwt_public_key_path and not Path(self.jwt_public_key_path).is_file():
             found.append(
                 f"ARCO_JWT_PUBLIC_KEY_PATH={self.jwt_public_key_path} is not a readable file"
