@@ -590,6 +590,13 @@ def record_enqueued(
     With ``push_delivery`` (the built-in http provider) the row is queued for delivery.
     ``envelope_keys`` (the dispatched envelope's shape, never the token) go to the task
     history. Returns whether the row changed."""
+    # Lock order is run, then outbox and task rows, as in every other fact: /started and
+    # cancel delete outbox rows under the run lock, so taking the row first could deadlock.
+    run_id = session.scalar(
+        select(DispatchOutbox.run_id).where(DispatchOutbox.dispatch_id == dispatch_id)
+    )
+    if run_id is None or lock_run(session, scope, run_id) is None:
+        return False
     result = session.execute(
         update(DispatchOutbox)
         .where(
@@ -920,6 +927,11 @@ def note_redispatch(
 ) -> DispatchOutbox | None:
     """Record a sweeper re-send of a stuck DISPATCHED attempt: counted, and its clock restarted
     so the next re-send waits a full backoff."""
+    run_id = session.scalar(
+        select(DispatchOutbox.run_id).where(DispatchOutbox.dispatch_id == dispatch_id)
+    )
+    if run_id is None or lock_run(session, scope, run_id) is None:
+        return None
     row = session.get(DispatchOutbox, dispatch_id, with_for_update=True)
     if row is None or row.tenant_id != scope.tenant_id or row.workspace_id != scope.workspace_id:
         return None

@@ -1,0 +1,25 @@
+"""``arco-dispatcher``: check the configuration and schema, then serve (default port 8081)."""
+
+from __future__ import annotations
+
+import sys
+
+from arco_dispatch.logs import configure_logging
+from arco_dispatch.startup import EXIT_REFUSED, prepare, serve
+from arco_dispatcher.app import create_app
+from arco_dispatcher.settings import DispatcherSettings
+
+
+def main() -> int:
+    """Entry point of ``arco-dispatcher``; returns the exit status (2: refused to start)."""
+    configure_logging()
+    prepared = prepare("arco-dispatcher", DispatcherSettings)
+    if prepared is None:
+        return EXIT_REFUSED
+    settings, db = prepared
+    serve(create_app(settings, db), settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The dispatcher's HTTP face: health, readiness, metrics and ``POST /run`` with the
+summary body and status codes of arco-orchestration 3.1; with the http provider a run's
+dispatches reach the worker through the running pump."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from arco_dispatch.memory_provider import MemoryProvider
+from arco_dispatch.testing import (
+    CANONICAL_ENVELOPE_KEYS,
+    SCOPE,
+    FakeClock,
+    RecordingWorker,
+    outbox_rows,
+    planned,
+    settings_values,
+    trigger,
+    wait_until,
+)
+from arco_dispatcher.app import create_app
+from arco_dispatcher.settings import DispatcherSettings
+from arco_orchestration.db import Database
+from arco_orchestration.facts import request_dispatch
+from arco_orchestration.models import Task
+from arco_orchestration.states import DeliveryState
+
+SUMMARY_KEYS = {
+    "ready_dispatch_emitted",
+    "ready_dispatch_skipped",
+    "dispatch_actions",
+    "dispatch_enqueued",
+    "dispatch_deduplicated",
+    "dispatch_failed",
+    "timer_actions",
+    "timer_enqueued",
+    "timer_deduplicated",
+    "timer_failed",
+    "errors",
+}
+
+
+def client(database: Database, clock: FakeClock, **overrides: Any) -> TestClient:
+    overrides.setdefault("dispatch_loop", False)
+    provider = None if "dispatch_provider" in overrides else MemoryProvider()
+    settings = DispatcherSettings(**settings_values(**overrides))
+    return TestClient(create_app(settings, database, provider=provider, clock=clock))
+
+
+def test_health_ready_and_metrics(database: Database, clock: FakeClock) -> None:
+    trigger(database, "run1", [planned("extract")])
+    with client(database, clock) as http:
+        assert http.get("/health").json() == {"status": "ok"}
+        assert http.get("/ready").json() == {"ready": True}
+        assert http.get("/version").json()["service"] == "arco-dispatcher"
+        assert http.post("/run").status_code == 200
+        metrics = http.get("/metrics").text
+    assert 'arco_dispatcher_cycles_total{outcome="ok"} 1.0' in metrics
+    assert 'arco_dispatcher_enqueues_total{outcome="enqueued"} 1.0' in metrics
+    assert 'arco_tasks{state="DISPATCHED"} 1.0' in metrics
+    assert "arco_dispatcher_dispatch_latency_seconds_count 1.0" in metrics
+
+
+def test_run_answers_the_summary_with_200(database: Database, clock: FakeClock) -> None:
+    trigger(database, "run1", [planned("a"), planned("b")])
+    with client(database, clock) as http:
+        response = http.post("/run")
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == SUMMARY_KEYS
+    assert body["ready_dispatch_emitted"] == body["dispatch_enqueued"] == 2
+    assert body["errors"] == []
+
+
+def test_run_answers_500_with_the_summary_when_an_item_failed(
+    database: Database, clock: FakeClock
+) -> None:
+    trigger(database, "run1", [planned("a"), planned("b")])
+    with database.transaction() as session:
+        request_dispatch(session, SCOPE, "run1", "a", now=clock())
+        session.delete(session.get(Task, ("run1", "a")))
+    with client(database, clock) as http:
+        response = http.post("/run")
+    assert response.status_code == 500
+    body = response.json()
+    assert set(body) == SUMMARY_KEYS
+    assert body["dispatch_enqueued"] == 1
+    assert body["errors"] == [
+        {
+            "kind": "dispatch_unscoped",
+            "id": "dispatch:run1:a:1",
+            "message": "refusing unscoped dispatch for missing task row: run=run1 task=a",
+        }
+    ]
+
+
+def test_run_answers_500_with_an_error_when_the_cycle_cannot_run(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A hard failure (here: a database without the schema) is 500 {"error"}; /ready
+    says why."""
+    empty = Database.from_url(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        with client(empty, clock) as http:
+            response = http.post("/run")
+            ready = http.get("/ready")
+    finally:
+        empty.dispose()
+    assert response.status_code == 500
+    assert "no such table" in response.json()["error"]
+    assert ready.status_code == 503
+    assert ready.json()["ready"] is False
+    assert "schema at revision none" in ready.json()["message"]
+
+
+def test_a_run_reaches_the_worker_through_the_http_push_queue(
+    database: Database, clock: FakeClock, worker: RecordingWorker
+) -> None:
+    """The dispatcher process end to end with the default provider: POST /run enqueues,
+    the pump delivers the canonical envelope with the secret header."""
+    trigger(database, "run1", [planned("extract", partition_key="date=d:2026-01-01")])
+    with client(database, clock, dispatch_provider="http", target_url=worker.url) as http:
+        assert http.post("/run").json()["dispatch_enqueued"] == 1
+        wait_until(lambda: [r.delivery_state for r in outbox_rows(database)] == ["DELIVERED"])
+        metrics = http.get("/metrics").text
+    [request] = worker.requests()
+    assert list(json.loads(request.body)) == CANONICAL_ENVELOPE_KEYS
+    assert request.headers["x-arco-dispatch-secret"] == "dispatch-secret"
+    assert "authorization" not in request.headers
+    assert outbox_rows(database)[0].delivery_state == DeliveryState.DELIVERED
+    assert 'arco_dispatcher_deliveries_total{outcome="delivered"} 1.0' in metrics

@@ -1,0 +1,322 @@
+"""The http provider's delivery pump: POSTs queued outbox rows to the worker.
+
+- Claims due rows with a lease (``arco_orchestration.delivery``), only as many as it has
+  free delivery slots (``ARCO_FLOW_DISPATCH_CONCURRENCY``).
+- Each delivery is an asyncio task with its own deadline (``ARCO_FLOW_TASK_TIMEOUT_SECS``),
+  so a synchronous worker holding its request until the task ends takes one slot and
+  delays nothing else.
+- No transaction is open while a request is in flight: the claim and the outcome are two
+  short transactions, run in worker threads.
+- The envelope is rendered at delivery time with a freshly minted token (never stored).
+- Failures are retried with exponential backoff and jitter, or after the worker's
+  ``Retry-After``; after ``ARCO_FLOW_DELIVERY_MAX_ATTEMPTS`` the row is given up and left
+  to the sweeper's bounded re-dispatch.
+- A pump that dies keeps its leases until they expire (deadline + grace); then any pump
+  delivers those rows again.
+
+This is the home-made part of the stack's dispatch. On GCP the ``cloudtasks`` provider
+replaces it: Cloud Tasks then owns delivery, retries, rate limits and deadlines, and the
+outbox row only records the enqueue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import httpx
+import structlog
+
+from arco_dispatch.backoff import delivery_backoff, retry_after
+from arco_dispatch.clock import Clock, utc_now
+from arco_dispatch.message import EnvelopeFactory, MissingTaskRow, envelope_body
+from arco_dispatch.settings import FlowSettings
+from arco_orchestration.db import Database
+from arco_orchestration.delivery import (
+    DeliveryClaim,
+    claim_due_deliveries,
+    next_delivery_due,
+    record_delivered,
+    record_delivery_failure,
+    release_claim,
+)
+from arco_orchestration.scope import Scope
+
+log = structlog.get_logger("arco.dispatch.delivery")
+
+CONNECT_TIMEOUT_SECS = 10.0
+# Shortest pause when rows are due but none could be claimed (another pump holds them).
+MIN_IDLE_WAIT_SECS = 0.05
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """The pump's knobs (defaults are the settings' defaults)."""
+
+    concurrency: int = 64
+    deadline: timedelta = timedelta(seconds=1800)
+    lease_grace: timedelta = timedelta(seconds=30)
+    max_attempts: int = 10
+    backoff_min: timedelta = timedelta(seconds=1)
+    backoff_max: timedelta = timedelta(seconds=300)
+    poll: timedelta = timedelta(seconds=1)
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim holds its row: a delivery may take the whole deadline."""
+        return self.deadline + self.lease_grace
+
+    @classmethod
+    def from_settings(cls, settings: FlowSettings, *, poll: timedelta) -> DeliveryPolicy:
+        """The policy of ``settings``; ``poll`` is the longest idle wait."""
+        return cls(
+            concurrency=settings.dispatch_concurrency,
+            deadline=settings.task_timeout,
+            lease_grace=timedelta(seconds=settings.delivery_lease_grace_secs),
+            max_attempts=settings.delivery_max_attempts,
+            backoff_min=timedelta(milliseconds=settings.delivery_backoff_min_ms),
+            backoff_max=timedelta(seconds=settings.delivery_backoff_max_secs),
+            poll=poll,
+        )
+
+
+class DeliveryOutcome(StrEnum):
+    """How one delivery ended."""
+
+    DELIVERED = "delivered"  # the worker answered 2xx
+    RETRY = "retry"  # failed; queued again
+    GAVE_UP = "gave_up"  # failed for the last time
+    SUPERSEDED = "superseded"  # failed, but the claim no longer held the row (consumed)
+    RELEASED = "released"  # the pump stopped mid-delivery and gave the row back
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int | None
+    error: str | None = None
+    retry_after: timedelta | None = None
+    final: bool = False  # retrying cannot help
+
+
+Observer = Callable[[DeliveryOutcome, DeliveryClaim], None]
+
+
+def default_owner() -> str:
+    """A lease owner id unique to this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class DeliveryPump:
+    """Delivers the queued rows of one scope to one target (see the module doc). Run it
+    with :meth:`run` in the service's event loop; tests drive :meth:`fill` and
+    :meth:`drain`."""
+
+    def __init__(
+        self,
+        db: Database,
+        scope: Scope,
+        envelopes: EnvelopeFactory,
+        *,
+        target: str,
+        headers: Mapping[str, str],
+        policy: DeliveryPolicy,
+        clock: Clock = utc_now,
+        owner: str | None = None,
+        rng: random.Random | None = None,
+        observe: Observer | None = None,
+    ) -> None:
+        self._db = db
+        self._scope = scope
+        self._envelopes = envelopes
+        self._target = target
+        self._headers = dict(headers)
+        self.policy = policy
+        self._clock = clock
+        self.owner = owner or default_owner()
+        # Jitter only spreads retries out; it needs no cryptographic randomness.
+        self._rng = rng or random.Random()  # noqa: S311
+        self._observe = observe
+        # trust_env=False: worker URLs are internal and must not go through a proxy.
+        self._client = httpx.AsyncClient(
+            trust_env=False,
+            limits=httpx.Limits(max_connections=policy.concurrency),
+        )
+        self._in_flight: dict[asyncio.Task[DeliveryOutcome], DeliveryClaim] = {}
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries in progress."""
+        return len(self._in_flight)
+
+    def wake(self) -> None:
+        """Look for due rows now; safe to call from any thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        """Deliver until cancelled."""
+        while True:
+            self._wake.clear()
+            claimed = await self.fill()
+            if not claimed:
+                await self._idle()
+
+    async def fill(self) -> int:
+        """Claim due rows for every free slot and start delivering them; returns how many."""
+        self._loop = asyncio.get_running_loop()
+        free = self.policy.concurrency - len(self._in_flight)
+        if free <= 0 or self._closing:
+            return 0
+        claims = await asyncio.to_thread(self._claim, free)
+        for claim in claims:
+            task = asyncio.create_task(self._deliver(claim))
+            self._in_flight[task] = claim
+            task.add_done_callback(self._finished)
+        return len(claims)
+
+    async def drain(self) -> None:
+        """Wait until every delivery in flight has ended."""
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def close(self, *, grace: float) -> None:
+        """Stop claiming; give deliveries in flight ``grace`` seconds, then cancel the rest
+        and give their rows back at once. Closes the HTTP client."""
+        self._closing = True
+        if self._in_flight:
+            _, pending = await asyncio.wait(list(self._in_flight), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._client.aclose()
+
+    def _finished(self, task: asyncio.Task[DeliveryOutcome]) -> None:
+        self._in_flight.pop(task, None)
+        self._wake.set()
+
+    async def _idle(self) -> None:
+        timeout = self.policy.poll.total_seconds()
+        if len(self._in_flight) < self.policy.concurrency:
+            due = await asyncio.to_thread(self._next_due)
+            if due is not None:
+                until_due = (due - self._clock()).total_seconds()
+                timeout = min(timeout, max(until_due, MIN_IDLE_WAIT_SECS))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _claim(self, limit: int) -> list[DeliveryClaim]:
+        with self._db.transaction() as session:
+            return claim_due_deliveries(
+                session,
+                self._scope,
+                owner=self.owner,
+                now=self._clock(),
+                lease=self.policy.lease,
+                limit=limit,
+            )
+
+    def _next_due(self) -> datetime | None:
+        with self._db.transaction() as session:
+            return next_delivery_due(session, self._scope)
+
+    async def _deliver(self, claim: DeliveryClaim) -> DeliveryOutcome:
+        try:
+            answer = await self._post(claim)
+        except asyncio.CancelledError:
+            await asyncio.to_thread(self._release, claim)
+            self._report(DeliveryOutcome.RELEASED, claim, None)
+            raise
+        outcome = await asyncio.to_thread(self._record, claim, answer)
+        self._report(outcome, claim, answer)
+        return outcome
+
+    async def _post(self, claim: DeliveryClaim) -> _Answer:
+        try:
+            envelope = self._envelopes.build(claim.dispatch, now=self._clock())
+        except MissingTaskRow as exc:
+            return _Answer(status=None, error=str(exc), final=True)
+        deadline = self.policy.deadline.total_seconds()
+        try:
+            async with asyncio.timeout(deadline):
+                response = await self._client.post(
+                    self._target,
+                    content=envelope_body(envelope),
+                    headers=self._headers,
+                    timeout=httpx.Timeout(deadline, connect=min(deadline, CONNECT_TIMEOUT_SECS)),
+                )
+        except (TimeoutError, httpx.TimeoutException):
+            return _Answer(status=None, error=f"no answer within the {deadline:g}s deadline")
+        except httpx.HTTPError as exc:
+            return _Answer(status=None, error=f"{type(exc).__name__}: {exc}")
+        if 200 <= response.status_code < 300:
+            return _Answer(status=response.status_code)
+        return _Answer(
+            status=response.status_code,
+            error=f"worker answered HTTP {response.status_code}",
+            retry_after=retry_after(response.headers.get("Retry-After"), now=self._clock()),
+        )
+
+    def _record(self, claim: DeliveryClaim, answer: _Answer) -> DeliveryOutcome:
+        now = self._clock()
+        with self._db.transaction() as session:
+            if answer.status is not None and 200 <= answer.status < 300:
+                record_delivered(session, self._scope, claim, now=now, status=answer.status)
+                # Not holding the row any more is fine here: the worker's /started
+                # callback usually consumes the attempt before the worker answers.
+                return DeliveryOutcome.DELIVERED
+            retry_at = None
+            if not answer.final and claim.delivery_attempt < self.policy.max_attempts:
+                pause = answer.retry_after
+                if pause is None:
+                    pause = delivery_backoff(
+                        claim.delivery_attempt,
+                        minimum=self.policy.backoff_min,
+                        maximum=self.policy.backoff_max,
+                        rng=self._rng,
+                    )
+                retry_at = now + pause
+            held = record_delivery_failure(
+                session,
+                self._scope,
+                claim,
+                status=answer.status,
+                error=answer.error or "delivery failed",
+                retry_at=retry_at,
+            )
+        if not held:
+            return DeliveryOutcome.SUPERSEDED
+        return DeliveryOutcome.RETRY if retry_at is not None else DeliveryOutcome.GAVE_UP
+
+    def _release(self, claim: DeliveryClaim) -> None:
+        with self._db.transaction() as session:
+            release_claim(session, self._scope, claim, now=self._clock())
+
+    def _report(
+        self, outcome: DeliveryOutcome, claim: DeliveryClaim, answer: _Answer | None
+    ) -> None:
+        dispatch = claim.dispatch
+        log.info(
+            "delivery",
+            outcome=outcome.value,
+            dispatch_id=dispatch.dispatch_id,
+            run_id=dispatch.run_id,
+            task_key=dispatch.task_key,
+            attempt=dispatch.attempt,
+            delivery_attempt=claim.delivery_attempt,
+            status=answer.status if answer else None,
+            error=answer.error if answer else None,
+        )
+        if self._observe is not None:
+            self._observe(outcome, claim)

@@ -1,0 +1,221 @@
+"""Configuration shared by the dispatcher and the sweeper, from the environment with the
+upstream names (arco-orchestration 7.1, arco-contract 6.7, design D11).
+
+``problems()`` names every reason to refuse to start, each with the variable to fix.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from arco_envelope.tokens import (
+    MAX_TASK_TOKEN_TTL_SECONDS,
+    TASK_TOKEN_CALLBACK_GRACE_SECONDS,
+    TaskTokenConfig,
+)
+from arco_orchestration.scope import Scope
+
+# Cloud Tasks accepts HTTP dispatch deadlines from 15 s to 30 min.
+CLOUD_TASKS_MIN_DEADLINE_SECS = 15
+CLOUD_TASKS_MAX_DEADLINE_SECS = 1800
+
+
+class ProviderName(StrEnum):
+    """The values of ``ARCO_FLOW_DISPATCH_PROVIDER``."""
+
+    HTTP = "http"
+    CLOUDTASKS = "cloudtasks"
+    MEMORY = "memory"
+
+
+def env(name: str, default: Any) -> Any:
+    """A settings field read from the environment variable ``name``."""
+    return Field(default=default, validation_alias=name)
+
+
+class FlowSettings(BaseSettings):
+    """Settings of both services. Subclasses add their own knobs and port default."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore", str_strip_whitespace=True, validate_by_name=True, validate_by_alias=True
+    )
+
+    tenant_id: str = env("ARCO_TENANT_ID", "")
+    workspace_id: str = env("ARCO_WORKSPACE_ID", "")
+    database_url: str = env("ARCO_DATABASE_URL", "")
+    http_host: str = env("ARCO_HTTP_HOST", "127.0.0.1")
+    http_port: int = env("ARCO_HTTP_PORT", 8081)
+
+    dispatch_target_url: str = env("ARCO_FLOW_DISPATCH_TARGET_URL", "")
+    dispatch_target_audience: str = env("ARCO_FLOW_DISPATCH_TARGET_AUDIENCE", "")
+    callback_base_url: str = env("ARCO_FLOW_CALLBACK_BASE_URL", "")
+    worker_dispatch_secret: str = env("ARCO_FLOW_WORKER_DISPATCH_SECRET", "")
+
+    task_token_secret: str = env("ARCO_FLOW_TASK_TOKEN_SECRET", "")
+    task_token_issuer: str = env("ARCO_FLOW_TASK_TOKEN_ISSUER", "")
+    task_token_audience: str = env("ARCO_FLOW_TASK_TOKEN_AUDIENCE", "")
+    task_token_ttl_secs: int = env("ARCO_FLOW_TASK_TOKEN_TTL_SECS", 3600)
+    task_timeout_secs: int = env("ARCO_FLOW_TASK_TIMEOUT_SECS", 1800)
+
+    dispatch_provider: str = env("ARCO_FLOW_DISPATCH_PROVIDER", ProviderName.HTTP.value)
+    # http provider: deliveries in flight at once per dispatcher process (asyncio, so a
+    # synchronous worker holding its request costs one slot, not a thread).
+    dispatch_concurrency: int = env("ARCO_FLOW_DISPATCH_CONCURRENCY", 64)
+    delivery_max_attempts: int = env("ARCO_FLOW_DELIVERY_MAX_ATTEMPTS", 10)
+    delivery_backoff_min_ms: int = env("ARCO_FLOW_DELIVERY_BACKOFF_MIN_MS", 1000)
+    delivery_backoff_max_secs: int = env("ARCO_FLOW_DELIVERY_BACKOFF_MAX_SECS", 300)
+    delivery_lease_grace_secs: int = env("ARCO_FLOW_DELIVERY_LEASE_GRACE_SECS", 30)
+
+    # cloudtasks provider
+    queue: str = env("ARCO_FLOW_QUEUE", "arco-flow-dispatch")
+    gcp_project_id: str = env("ARCO_GCP_PROJECT_ID", "")
+    gcp_location: str = env("ARCO_GCP_LOCATION", "")
+    service_account_email: str = env("ARCO_FLOW_SERVICE_ACCOUNT_EMAIL", "")
+
+    @property
+    def scope(self) -> Scope:
+        """The tenant and workspace this service works for."""
+        return Scope(tenant_id=self.tenant_id, workspace_id=self.workspace_id)
+
+    @property
+    def provider(self) -> ProviderName:
+        """The provider adapter to use."""
+        return ProviderName(self.dispatch_provider.lower())
+
+    @property
+    def task_timeout(self) -> timedelta:
+        """Per-delivery deadline (http) and Cloud Tasks dispatch deadline."""
+        return timedelta(seconds=self.task_timeout_secs)
+
+    @property
+    def target_audience(self) -> str:
+        """OIDC audience: ``ARCO_FLOW_DISPATCH_TARGET_AUDIENCE``, else the target URL."""
+        return self.dispatch_target_audience or self.dispatch_target_url
+
+    def task_token_config(self) -> TaskTokenConfig:
+        """Signing settings of the scoped task tokens."""
+        return TaskTokenConfig(
+            secret=self.task_token_secret,
+            issuer=self.task_token_issuer or None,
+            audience=self.task_token_audience or None,
+            ttl_seconds=self.task_token_ttl_secs,
+        )
+
+    def problems(self) -> list[str]:
+        """Every configuration problem; the service refuses to start when there is any."""
+        found: list[str] = []
+        for name, value in (
+            ("ARCO_TENANT_ID", self.tenant_id),
+            ("ARCO_WORKSPACE_ID", self.workspace_id),
+        ):
+            if not value:
+                found.append(f"{name} is required")
+        for name, value in (
+            ("ARCO_FLOW_DISPATCH_TARGET_URL", self.dispatch_target_url),
+            ("ARCO_FLOW_CALLBACK_BASE_URL", self.callback_base_url),
+        ):
+            found.extend(_url_problems(name, value))
+        if not self.worker_dispatch_secret:
+            found.append("ARCO_FLOW_WORKER_DISPATCH_SECRET must not be empty")
+        found.extend(self._token_problems())
+        found.extend(self._provider_problems())
+        if not 0 <= self.http_port <= 65535:
+            found.append(f"ARCO_HTTP_PORT={self.http_port} must be in 0..65535")
+        return found
+
+    def _token_problems(self) -> list[str]:
+        found: list[str] = []
+        if not self.task_token_secret:
+            found.append("missing ARCO_FLOW_TASK_TOKEN_SECRET")
+        if not self.task_token_issuer:
+            found.append("ARCO_FLOW_TASK_TOKEN_ISSUER is required (it must match the API)")
+        if not self.task_token_audience:
+            found.append("ARCO_FLOW_TASK_TOKEN_AUDIENCE is required (it must match the API)")
+        ttl, timeout = self.task_token_ttl_secs, self.task_timeout_secs
+        if timeout <= 0:
+            found.append(f"ARCO_FLOW_TASK_TIMEOUT_SECS={timeout} must be greater than 0")
+        if not 0 < ttl <= MAX_TASK_TOKEN_TTL_SECONDS:
+            found.append(
+                f"ARCO_FLOW_TASK_TOKEN_TTL_SECS={ttl} must be in 1..{MAX_TASK_TOKEN_TTL_SECONDS}"
+            )
+        needed = timeout + TASK_TOKEN_CALLBACK_GRACE_SECONDS
+        if timeout > 0 and ttl < needed:
+            found.append(
+                f"ARCO_FLOW_TASK_TOKEN_TTL_SECS={ttl} must be >= ARCO_FLOW_TASK_TIMEOUT_SECS "
+                f"+ {TASK_TOKEN_CALLBACK_GRACE_SECONDS} = {needed}"
+            )
+        return found
+
+    def _provider_problems(self) -> list[str]:
+        found: list[str] = []
+        names = ", ".join(p.value for p in ProviderName)
+        if self.dispatch_provider.lower() not in {p.value for p in ProviderName}:
+            return [f"ARCO_FLOW_DISPATCH_PROVIDER={self.dispatch_provider} must be one of {names}"]
+        if self.provider is ProviderName.HTTP:
+            for name, value in (
+                ("ARCO_FLOW_DISPATCH_CONCURRENCY", self.dispatch_concurrency),
+                ("ARCO_FLOW_DELIVERY_MAX_ATTEMPTS", self.delivery_max_attempts),
+                ("ARCO_FLOW_DELIVERY_BACKOFF_MIN_MS", self.delivery_backoff_min_ms),
+                ("ARCO_FLOW_DELIVERY_BACKOFF_MAX_SECS", self.delivery_backoff_max_secs),
+            ):
+                if value < 1:
+                    found.append(f"{name}={value} must be at least 1")
+            if self.delivery_lease_grace_secs < 0:
+                found.append(
+                    f"ARCO_FLOW_DELIVERY_LEASE_GRACE_SECS={self.delivery_lease_grace_secs} "
+                    "must not be negative"
+                )
+        if self.provider is ProviderName.CLOUDTASKS:
+            for name, text in (
+                ("ARCO_GCP_PROJECT_ID", self.gcp_project_id),
+                ("ARCO_GCP_LOCATION", self.gcp_location),
+                ("ARCO_FLOW_QUEUE", self.queue),
+            ):
+                if not text:
+                    found.append(f"{name} is required with ARCO_FLOW_DISPATCH_PROVIDER=cloudtasks")
+            timeout = self.task_timeout_secs
+            if timeout > 0 and not (
+                CLOUD_TASKS_MIN_DEADLINE_SECS <= timeout <= CLOUD_TASKS_MAX_DEADLINE_SECS
+            ):
+                found.append(
+                    f"ARCO_FLOW_TASK_TIMEOUT_SECS={timeout} must be in "
+                    f"{CLOUD_TASKS_MIN_DEADLINE_SECS}..{CLOUD_TASKS_MAX_DEADLINE_SECS} (the Cloud "
+                    "Tasks dispatch deadline) with ARCO_FLOW_DISPATCH_PROVIDER=cloudtasks"
+                )
+        return found
+
+
+def _url_problems(name: str, value: str) -> list[str]:
+    if not value:
+        return [f"{name} is required"]
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return [f"{name}={value} must be an http(s) URL"]
+    return []
+
+
+S = TypeVar("S", bound=FlowSettings)
+
+
+def load_settings(cls: type[S]) -> tuple[S | None, list[str]]:
+    """Read ``cls`` from the environment: the settings and every problem found. A value
+    that does not parse is reported under its variable name."""
+    try:
+        settings = cls()
+    except ValidationError as exc:
+        return None, [
+            f"{'.'.join(str(part) for part in error['loc'])}={error.get('input')!s}: {error['msg']}"
+            for error in exc.errors()
+        ]
+    return settings, settings.problems()
+
+
+def positive(name: str, value: float) -> list[str]:
+    """``[problem]`` unless ``value`` (of variable ``name``) is greater than 0."""
+    return [] if value > 0 else [f"{name}={value} must be greater than 0"]

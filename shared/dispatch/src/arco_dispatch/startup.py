@@ -1,0 +1,51 @@
+"""Starting a service: refuse on bad configuration or an old schema, naming each problem;
+then serve on ``ARCO_HTTP_HOST:ARCO_HTTP_PORT``."""
+
+from __future__ import annotations
+
+import sys
+from typing import TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+
+from arco_dispatch.settings import FlowSettings, load_settings
+from arco_orchestration.db import Database
+from arco_orchestration.migrate import schema_problem
+
+S = TypeVar("S", bound=FlowSettings)
+
+EXIT_REFUSED = 2
+
+
+def _refuse(program: str, problems: list[str]) -> None:
+    print(f"{program}: refusing to start:", file=sys.stderr)
+    for problem in problems:
+        print(f"  - {problem}", file=sys.stderr)
+
+
+def prepare(program: str, settings_cls: type[S]) -> tuple[S, Database] | None:
+    """Settings and database of a service about to start, or ``None`` after printing every
+    reason it must not start (bad settings, unreachable database, schema not at head)."""
+    settings, problems = load_settings(settings_cls)
+    if settings is None or problems:
+        _refuse(program, problems)
+        return None
+    db = Database.from_url(settings.database_url or None)
+    if problem := schema_problem(db.engine):
+        _refuse(program, [problem])
+        db.dispose()
+        return None
+    return settings, db
+
+
+def serve(app: FastAPI, settings: FlowSettings) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT (then shut down gracefully)."""
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

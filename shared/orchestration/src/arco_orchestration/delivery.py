@@ -1,0 +1,240 @@
+"""The built-in ``http`` provider's push queue, kept in the outbox table (design D5).
+
+A CREATED row with ``delivery_state`` QUEUED is a message waiting for delivery at
+``next_delivery_at``. A dispatcher claims due rows with a lease (``FOR UPDATE SKIP LOCKED``
+on PostgreSQL, so concurrent dispatchers take disjoint rows; SQLite serialises writers),
+delivers them with no transaction open, and records the outcome in a new short transaction.
+A claim pushes ``next_delivery_at`` to the lease expiry, so a row whose dispatcher died
+becomes due again by itself. Each outcome is recorded only by the claim that still holds
+the lease: a late answer to an expired lease changes nothing.
+
+Lock order: a function that also writes the task history (which checks its foreign key to
+the run with ``FOR KEY SHARE``) locks the run first, like every fact, so it cannot deadlock
+with a fact that holds the run and deletes this row (``/started``).
+
+A delivery that reaches the worker removes nothing here: the row goes away when the worker's
+``/started`` callback consumes the attempt, as every other outbox row does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.orm import Session
+
+from arco_orchestration.facts import EventKind, add_event, get_task, lock_run
+from arco_orchestration.models import DispatchOutbox
+from arco_orchestration.scope import Scope
+from arco_orchestration.snapshots import DispatchSnapshot
+from arco_orchestration.states import DeliveryState, OutboxStatus
+
+LEASE_OWNER_MAX = 128
+ERROR_TEXT_MAX = 500
+
+
+@dataclass(frozen=True)
+class DeliveryClaim:
+    """A leased row: deliver it, then record the outcome with this claim."""
+
+    dispatch: DispatchSnapshot
+    lease_token: str
+    delivery_attempt: int  # 1 for the first delivery of this queue position
+
+
+def _scoped(scope: Scope) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    return (
+        DispatchOutbox.tenant_id == scope.tenant_id,
+        DispatchOutbox.workspace_id == scope.workspace_id,
+    )
+
+
+def claim_due_deliveries(
+    session: Session,
+    scope: Scope,
+    *,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+) -> list[DeliveryClaim]:
+    """Lease up to ``limit`` QUEUED rows due at ``now``, oldest due first."""
+    if limit <= 0:
+        return []
+    rows = session.scalars(
+        select(DispatchOutbox)
+        .where(
+            DispatchOutbox.delivery_state == DeliveryState.QUEUED.value,
+            DispatchOutbox.next_delivery_at <= now,
+            DispatchOutbox.status == OutboxStatus.CREATED.value,
+            *_scoped(scope),
+        )
+        .order_by(DispatchOutbox.next_delivery_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    ).all()
+    claims: list[DeliveryClaim] = []
+    for row in rows:
+        token = f"{owner[: LEASE_OWNER_MAX - 17]}:{uuid.uuid4().hex[:16]}"
+        row.lease_owner = token
+        row.lease_expires_at = now + lease
+        row.next_delivery_at = now + lease
+        row.delivery_attempts += 1
+        row.row_version += 1
+        task = get_task(session, scope, row.run_id, row.task_key)
+        claims.append(
+            DeliveryClaim(
+                dispatch=DispatchSnapshot.of(row, task),
+                lease_token=token,
+                delivery_attempt=row.delivery_attempts,
+            )
+        )
+    session.flush()
+    return claims
+
+
+def next_delivery_due(session: Session, scope: Scope) -> datetime | None:
+    """When the earliest QUEUED row (leased or not) becomes due, if any."""
+    return session.scalar(
+        select(func.min(DispatchOutbox.next_delivery_at)).where(
+            DispatchOutbox.delivery_state == DeliveryState.QUEUED.value, *_scoped(scope)
+        )
+    )
+
+
+def _finish_claim(
+    session: Session, scope: Scope, claim: DeliveryClaim, values: dict[str, object]
+) -> bool:
+    result = session.execute(
+        update(DispatchOutbox)
+        .where(
+            DispatchOutbox.dispatch_id == claim.dispatch.dispatch_id,
+            DispatchOutbox.lease_owner == claim.lease_token,
+            *_scoped(scope),
+        )
+        .values(
+            lease_owner=None,
+            lease_expires_at=None,
+            row_version=DispatchOutbox.row_version + 1,
+            **values,
+        )
+        .returning(DispatchOutbox.dispatch_id)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    return result is not None
+
+
+def record_delivered(
+    session: Session, scope: Scope, claim: DeliveryClaim, *, now: datetime, status: int
+) -> bool:
+    """The worker answered 2xx: the row is DELIVERED and the task history says so.
+    Returns ``False`` when the claim no longer holds the row (consumed or re-leased)."""
+    lock_run(session, scope, claim.dispatch.run_id)
+    if not _finish_claim(
+        session,
+        scope,
+        claim,
+        {
+            "delivery_state": DeliveryState.DELIVERED.value,
+            "delivered_at": now,
+            "next_delivery_at": None,
+            "last_delivery_status": status,
+            "last_delivery_error": None,
+        },
+    ):
+        return False
+    task = get_task(session, scope, claim.dispatch.run_id, claim.dispatch.task_key)
+    if task is not None and task.attempt == claim.dispatch.attempt:
+        add_event(
+            session,
+            task,
+            EventKind.DISPATCH_DELIVERED,
+            now,
+            from_state=task.state,
+            detail={
+                "dispatchId": claim.dispatch.dispatch_id,
+                "status": status,
+                "deliveryAttempt": claim.delivery_attempt,
+            },
+        )
+    return True
+
+
+def record_delivery_failure(
+    session: Session,
+    scope: Scope,
+    claim: DeliveryClaim,
+    *,
+    status: int | None,
+    error: str,
+    retry_at: datetime | None,
+) -> bool:
+    """The delivery failed: queue it again at ``retry_at``, or give up when ``retry_at`` is
+    ``None``. ``error`` is our own description (never a response body, which might echo the
+    envelope's token)."""
+    return _finish_claim(
+        session,
+        scope,
+        claim,
+        {
+            "delivery_state": (
+                DeliveryState.QUEUED if retry_at is not None else DeliveryState.GAVE_UP
+            ).value,
+            "next_delivery_at": retry_at,
+            "last_delivery_status": status,
+            "last_delivery_error": error[:ERROR_TEXT_MAX],
+        },
+    )
+
+
+def release_claim(session: Session, scope: Scope, claim: DeliveryClaim, *, now: datetime) -> bool:
+    """Give a claimed row back at once, uncounted (a dispatcher stopping mid-delivery)."""
+    return _finish_claim(
+        session,
+        scope,
+        claim,
+        {
+            "next_delivery_at": now,
+            "delivery_attempts": DispatchOutbox.delivery_attempts - 1,
+        },
+    )
+
+
+def mark_redispatch(
+    session: Session,
+    scope: Scope,
+    dispatch_id: str,
+    *,
+    expected_redispatch_count: int,
+    now: datetime,
+    requeue: bool,
+) -> OutboxStatus | None:
+    """Guard of a sweeper re-send: lock the row and check that nobody re-sent it since the
+    sweeper looked (``expected_redispatch_count``). With ``requeue`` (the push queue), a
+    CREATED row is queued for delivery again, unless a delivery of it is in flight.
+    Returns the row's status when the re-send may be recorded, else ``None``.
+    The caller then records it with ``facts.record_enqueued`` (a PENDING row) and
+    ``facts.note_redispatch`` in the same transaction."""
+    row = session.scalars(
+        select(DispatchOutbox)
+        .where(DispatchOutbox.dispatch_id == dispatch_id, *_scoped(scope))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if row is None or row.redispatch_count != expected_redispatch_count:
+        return None
+    status = OutboxStatus(row.status)
+    if requeue and status is OutboxStatus.CREATED:
+        if row.lease_owner is not None and row.lease_expires_at and row.lease_expires_at > now:
+            return None
+        row.delivery_state = DeliveryState.QUEUED.value
+        row.next_delivery_at = now
+        row.delivery_attempts = 0
+        row.lease_owner = None
+        row.lease_expires_at = None
+        row.row_version += 1
+        session.flush()
+    return status
