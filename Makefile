@@ -6,11 +6,13 @@ UV_VERSION ?= 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync lint typecheck imports unit test schemas
+.PHONY: help sync lint typecheck imports unit test schemas up compose-smoke
 
 help:
+	@echo "make up       run the whole stack locally (SQLite) and a demo run; Ctrl-C stops it"
 	@echo "make test     install everything, then lint, type-check, import contracts and tests"
 	@echo "make schemas  regenerate the envelope JSON Schemas"
+	@echo "make compose-smoke  build and verify the docker compose stack (needs root; CI runs it)"
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -24,13 +26,13 @@ lint: sync
 	$(RUN) ruff format --check .
 
 # One mypy run per workspace member keeps same-named test modules of different members apart.
-MEMBERS := $(sort $(dir $(wildcard shared/*/pyproject.toml services/*/pyproject.toml)))
+MEMBERS := $(sort $(dir $(wildcard shared/*/pyproject.toml services/*/pyproject.toml stack/pyproject.toml)))
 
 typecheck: sync
 	@set -e; for member in $(MEMBERS); do \
 		echo "mypy $$member"; $(RUN) mypy $${member}src $$(test -d $${member}tests && echo $${member}tests); \
 	done
-	$(RUN) mypy conftest.py
+	$(RUN) mypy conftest.py tests
 
 imports: sync
 	$(RUN) lint-imports
@@ -40,5 +42,11 @@ unit: sync
 
 test: lint typecheck imports unit
 
+up: sync
+	$(RUN) arco-stack up --demo --data-dir $(or $(DATA_DIR),.arco)
+
 schemas: sync
 	$(RUN) python -m arco_envelope schema shared/envelope/schemas
+
+compose-smoke: sync
+	.ci/compose-smoke

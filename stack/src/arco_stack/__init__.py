@@ -1,0 +1,1 @@
+"""Operator CLI of the arco reference stack."""

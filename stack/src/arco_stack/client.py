@@ -1,0 +1,89 @@
+"""A small client of the run API, authenticated with a user JWT signed by the stack's
+``ARCO_JWT_SECRET`` (or a bearer token given by the operator)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import jwt
+
+
+def user_token(secret: str, tenant: str, workspace: str, user: str = "arco-stack") -> str:
+    claims = {
+        "tenant": tenant,
+        "workspace": workspace,
+        "sub": user,
+        "exp": int((datetime.now(UTC) + timedelta(hours=1)).timestamp()),
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class ApiClient:
+    def __init__(self, base_url: str, token: str, workspace: str) -> None:
+        self.workspace = workspace
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30.0,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _path(self, suffix: str) -> str:
+        return f"/api/v1/workspaces/{self.workspace}{suffix}"
+
+    def _json(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            raise httpx.HTTPStatusError(
+                f"{response.request.method} {response.request.url.path} -> "
+                f"{response.status_code}: {response.text}",
+                request=response.request,
+                response=response,
+            )
+        return response.json()
+
+    def deploy_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._json(
+            self._http.post(self._path("/manifests"), json=manifest)
+        )
+        return result
+
+    def trigger_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._json(self._http.post(self._path("/runs"), json=body))
+        return result
+
+    def list_runs(self, limit: int = 20, state: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["state"] = state
+        result: dict[str, Any] = self._json(self._http.get(self._path("/runs"), params=params))
+        return result
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json(self._http.get(self._path(f"/runs/{run_id}")))
+        return result
+
+    def run_tasks(self, run_id: str) -> list[dict[str, Any]]:
+        result = self._json(self._http.get(self._path(f"/runs/{run_id}/tasks")))
+        tasks: list[dict[str, Any]] = result["tasks"]
+        return tasks
+
+    def cancel_run(self, run_id: str, reason: str = "cancelled by arco-stack") -> dict[str, Any]:
+        response = self._http.post(self._path(f"/runs/{run_id}/cancel"), json={"reason": reason})
+        result: dict[str, Any] = self._json(response)
+        return result
+
+    def wait_terminal(self, run_id: str, timeout: float) -> dict[str, Any]:
+        """Poll the run until its public state is terminal; raises ``TimeoutError``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get_run(run_id)
+            if run["state"] in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"):
+                return run
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} still {run['state']} after {timeout:.0f}s")
+            time.sleep(0.25)
