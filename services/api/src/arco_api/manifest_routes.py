@@ -20,6 +20,10 @@ from arco_envelope import format_timestamp
 from arco_orchestration.manifest import DeployedManifest, ManifestError, parse_manifest_body
 from arco_orchestration.models import Manifest
 
+MANIFEST_CACHE_SIZE = 32
+# Parsed manifests by id (stored manifests are immutable); bounded, oldest entry evicted first.
+_cached_manifests: dict[str, DeployedManifest] = {}
+
 router = APIRouter(prefix="/api/v1/workspaces/{workspace_id}/manifests", tags=["manifests"])
 
 
@@ -179,14 +183,25 @@ async def get_manifest(request: Request, scope: ScopeDep, manifest_id: str) -> d
 
 def latest_manifest(
     session: Session, tenant_id: str, workspace_id: str
-) -> tuple[Manifest, DeployedManifest] | None:
-    """The latest deployed manifest of a workspace (greatest ``deployedAt``)."""
-    row = session.scalars(
-        select(Manifest)
+) -> tuple[str, DeployedManifest] | None:
+    """The id and parsed form of a workspace's latest manifest (greatest ``deployedAt``).
+
+    Manifests never change once stored, so the parsed form is cached by id: loading and
+    re-validating a manifest of thousands of assets on every trigger dominated its cost.
+    """
+    latest_id = session.scalar(
+        select(Manifest.manifest_id)
         .where(Manifest.tenant_id == tenant_id, Manifest.workspace_id == workspace_id)
         .order_by(Manifest.deployed_at.desc(), Manifest.manifest_id.desc())
         .limit(1)
-    ).one_or_none()
-    if row is None:
+    )
+    if latest_id is None:
         return None
-    return row, DeployedManifest.from_stored(row.body)
+    cached = _cached_manifests.get(latest_id)
+    if cached is None:
+        body = session.scalar(select(Manifest.body).where(Manifest.manifest_id == latest_id))
+        cached = DeployedManifest.from_stored(body)
+        if len(_cached_manifests) >= MANIFEST_CACHE_SIZE:
+            _cached_manifests.pop(next(iter(_cached_manifests)))
+        _cached_manifests[latest_id] = cached
+    return latest_id, cached

@@ -85,7 +85,7 @@ async def trigger_run(request: Request, scope: ScopeDep, principal: PrincipalDep
         latest = latest_manifest(session, scope.tenant_id, scope.workspace_id)
         if latest is None:
             raise bad_request(NO_MANIFEST)
-        manifest_row, manifest = latest
+        manifest_id, manifest = latest
         try:
             tasks = plan_run(manifest, trigger)
         except (PlanningError, ManifestError) as exc:
@@ -118,7 +118,7 @@ async def trigger_run(request: Request, scope: ScopeDep, principal: PrincipalDep
             run_key=trigger.run_key,
             labels=dict(trigger.labels),
             code_version=manifest.code_version_id,
-            manifest_id=manifest_row.manifest_id,
+            manifest_id=manifest_id,
         )
         return 201, _trigger_response(
             run, created=True, state="PENDING", created_at=format_timestamp(now)

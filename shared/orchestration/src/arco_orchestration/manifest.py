@@ -17,7 +17,7 @@ import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, cached_property
 from typing import Literal, TypeAlias
 
 JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
@@ -121,7 +121,7 @@ class ManifestDependency:
     parameter_name: str = ""
     mapping: str = ""
 
-    @property
+    @cached_property
     def upstream_key(self) -> str:
         """Canonical ``ns.name`` of the upstream asset (valid once the manifest is validated)."""
         return canonical_asset_key(f"{self.namespace}/{self.name}")
@@ -154,12 +154,13 @@ class ManifestAsset:
     io: JsonValue = None
     transform_fingerprint: str = ""
 
-    @property
+    # Cached: planning reads keys of every asset on each trigger (the manifest is immutable).
+    @cached_property
     def key(self) -> str:
         """Canonical ``ns.name`` (valid once the manifest is validated)."""
         return canonical_asset_key(f"{self.namespace}/{self.name}")
 
-    @property
+    @cached_property
     def upstream_keys(self) -> tuple[str, ...]:
         """Canonical upstream keys in declaration order."""
         return tuple(dependency.upstream_key for dependency in self.dependencies)
@@ -228,22 +229,31 @@ class DeployedManifest:
         """Number of assets (the ``assetCount`` of responses)."""
         return len(self.assets)
 
-    @property
+    @cached_property
     def asset_keys(self) -> tuple[str, ...]:
         """Canonical asset keys in request order."""
         return tuple(asset.key for asset in self.assets)
 
-    def asset_by_key(self) -> dict[str, ManifestAsset]:
-        """Assets indexed by canonical key."""
+    @cached_property
+    def _asset_index(self) -> dict[str, ManifestAsset]:
         return {asset.key: asset for asset in self.assets}
 
-    def upstream_graph(self) -> dict[str, tuple[str, ...]]:
-        """Upstream keys per asset, dropping edges to assets not in this manifest (§2.10)."""
+    @cached_property
+    def _upstream_graph(self) -> dict[str, tuple[str, ...]]:
         known = set(self.asset_keys)
         return {
             asset.key: tuple(key for key in asset.upstream_keys if key in known)
             for asset in self.assets
         }
+
+    def asset_by_key(self) -> dict[str, ManifestAsset]:
+        """Assets indexed by canonical key (a copy the caller may change)."""
+        return dict(self._asset_index)
+
+    def upstream_graph(self) -> dict[str, tuple[str, ...]]:
+        """Upstream keys per asset, dropping edges to assets not in this manifest (§2.10);
+        a copy the caller may change."""
+        return dict(self._upstream_graph)
 
     def fingerprint(self) -> str:
         """The server fingerprint of §2.5."""
