@@ -6,12 +6,13 @@ UV_VERSION ?= 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync lint typecheck imports unit test schemas up compose-smoke
+.PHONY: help sync lint typecheck imports unit test schemas up compose-smoke bench
 
 help:
 	@echo "make up       run the whole stack locally (SQLite) and a demo run; Ctrl-C stops it"
 	@echo "make test     install everything, then lint, type-check, import contracts and tests"
 	@echo "make schemas  regenerate the envelope JSON Schemas"
+	@echo "make bench    latency, throughput and memory figures on SQLite and PostgreSQL"
 	@echo "make compose-smoke  build and verify the docker compose stack (needs root; CI runs it)"
 
 $(CURDIR)/.tools/bin/uv:
@@ -32,7 +33,7 @@ typecheck: sync
 	@set -e; for member in $(MEMBERS); do \
 		echo "mypy $$member"; $(RUN) mypy $${member}src $$(test -d $${member}tests && echo $${member}tests); \
 	done
-	$(RUN) mypy conftest.py tests
+	$(RUN) mypy conftest.py tests bench
 
 imports: sync
 	$(RUN) lint-imports
@@ -50,3 +51,7 @@ schemas: sync
 
 compose-smoke: sync
 	.ci/compose-smoke
+
+# Figures, not assertions: writes bench/results/latest.json and the table in docs/performance.md.
+bench: sync
+	PYTHONPATH=$(CURDIR) $(RUN) python -m bench.run $(BENCH_ARGS)

@@ -1,0 +1,253 @@
+"""``make bench``: dispatch latency, end-to-end throughput and memory of the local stack, on
+SQLite and PostgreSQL. Prints figures and writes bench/results/latest.json and the table in
+docs/performance.md. No thresholds: figures only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from arco_envelope import parse_timestamp
+from arco_orchestration.db import Database
+from arco_orchestration.models import Run
+from arco_orchestration.states import RunState
+from arco_stack.client import ApiClient, user_token
+from arco_stack.config import Ports, service_specs, stack_environment
+from arco_stack.processes import Stack, migrate
+from bench.bench_worker import TASK_KEYS, bench_manifest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "bench" / "results"
+PERFORMANCE_DOC = REPO_ROOT / "docs" / "performance.md"
+TABLE_START, TABLE_END = "<!-- bench:start -->", "<!-- bench:end -->"
+TERMINAL = [s.value for s in RunState if s.is_terminal]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _postgres_url(server: str) -> str:
+    admin_url = make_url(server)
+    admin = create_engine(
+        admin_url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.execute(text("DROP DATABASE IF EXISTS arco_bench WITH (FORCE)"))
+        connection.execute(text("CREATE DATABASE arco_bench"))
+    admin.dispose()
+    return admin_url.set(database="arco_bench").render_as_string(hide_password=False)
+
+
+class BenchStack:
+    def __init__(self, backend: str, data_dir: Path, postgres_server: str) -> None:
+        database_url = _postgres_url(postgres_server) if backend == "postgres" else None
+        ports = Ports(
+            api=_free_port(), dispatcher=_free_port(), sweeper=_free_port(), worker=_free_port()
+        )
+        overrides = {
+            "PYTHONPATH": str(REPO_ROOT),
+            "ARCO_WORKER_CONCURRENCY": "64",
+            "ARCO_FLOW_DISPATCH_CONCURRENCY": "64",
+            "ARCO_FLOW_DISPATCH_POLL_MS": "20",
+            "ARCO_LOG_LEVEL": "warning",
+        }
+        self.env = stack_environment(
+            data_dir, ports=ports, database_url=database_url, overrides=overrides
+        )
+        migrate(self.env)
+        self.db = Database.from_url(self.env["ARCO_DATABASE_URL"])
+        specs = [
+            replace(spec, args=("--worker", "bench.bench_worker:worker"))
+            if spec.name == "worker"
+            else spec
+            for spec in service_specs(ports)
+        ]
+        self.stack = Stack(data_dir, self.env)
+        services = [self.stack.start(spec) for spec in specs]
+        for service in services:
+            self.stack.wait_ready(service, timeout=120)
+        token = user_token(
+            self.env["ARCO_JWT_SECRET"], self.env["ARCO_TENANT_ID"], self.env["ARCO_WORKSPACE_ID"]
+        )
+        self.client = ApiClient(
+            self.env["ARCO_FLOW_CALLBACK_BASE_URL"], token, self.env["ARCO_WORKSPACE_ID"]
+        )
+        self.token = token
+        self.client.deploy_manifest(bench_manifest())
+
+    def unfinished_runs(self) -> int:
+        with self.db.transaction() as session:
+            return int(
+                session.scalar(
+                    select(func.count()).select_from(Run).where(Run.state.not_in(TERMINAL))
+                )
+                or 0
+            )
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        peaks: dict[str, float] = {}
+        for service in self.stack.services:
+            status = Path(f"/proc/{service.process.pid}/status").read_text()
+            kib = next(
+                int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")
+            )
+            peaks[service.spec.name] = round(kib / 1024, 1)
+        return peaks
+
+    def close(self) -> None:
+        self.client.close()
+        self.stack.stop()
+        self.db.dispose()
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "n": len(ordered)}
+
+
+def measure_latency(bench: BenchStack, runs: int) -> dict[str, Any]:
+    """Trigger returning -> dispatch enqueued / worker's /started recorded, one run at a time."""
+    enqueued_ms: list[float] = []
+    started_ms: list[float] = []
+    for _ in range(runs):
+        run_id = bench.client.trigger_run({"selection": [TASK_KEYS[0]]})["runId"]
+        returned = datetime.now(UTC)
+        while bench.client.get_run(run_id)["state"] not in ("SUCCEEDED", "FAILED"):
+            time.sleep(0.005)
+        history = bench.client.run_tasks(run_id)[0]["history"]
+        at = {event["kind"]: parse_timestamp(event["at"]) for event in history}
+        enqueued_ms.append((at["dispatch_enqueued"] - returned).total_seconds() * 1000)
+        started_ms.append((at["started"] - returned).total_seconds() * 1000)
+    return {"to_enqueued_ms": _percentiles(enqueued_ms), "to_started_ms": _percentiles(started_ms)}
+
+
+def _wait_all_terminal(bench: BenchStack, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while bench.unfinished_runs():
+        if time.monotonic() > deadline:
+            raise TimeoutError("runs still unfinished")
+        time.sleep(0.05)
+
+
+def measure_throughput(bench: BenchStack, tasks: int) -> dict[str, Any]:
+    keys = list(TASK_KEYS[:tasks])
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda key: bench.client.trigger_run({"selection": [key]}), keys))
+    triggered = time.monotonic() - started
+    _wait_all_terminal(bench, timeout=900)
+    independent = time.monotonic() - started
+    started = time.monotonic()
+    bench.client.trigger_run({"selection": keys})
+    _wait_all_terminal(bench, timeout=900)
+    wide = time.monotonic() - started
+    return {
+        "tasks": tasks,
+        "independent_runs_tasks_per_s": round(tasks / independent, 1),
+        "independent_runs_trigger_s": round(triggered, 1),
+        "wide_run_tasks_per_s": round(tasks / wide, 1),
+    }
+
+
+def _table(results: dict[str, Any]) -> str:
+    rows = [
+        "| backend | trigger -> enqueued p50/p95/p99 ms | trigger -> /started p50/p95/p99 ms "
+        "| independent runs tasks/s | one wide run tasks/s "
+        "| peak RSS MB (api, dispatcher, sweeper, worker) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for backend, figures in results["backends"].items():
+        lat, thr, rss = figures["latency"], figures["throughput"], figures["peak_rss_mb"]
+        enq, sta = lat["to_enqueued_ms"], lat["to_started_ms"]
+        rows.append(
+            f"| {backend} | {enq['p50']} / {enq['p95']} / {enq['p99']} "
+            f"| {sta['p50']} / {sta['p95']} / {sta['p99']} "
+            f"| {thr['independent_runs_tasks_per_s']} | {thr['wide_run_tasks_per_s']} "
+            f"| {rss.get('api')}, {rss.get('dispatcher')}, {rss.get('sweeper')}, "
+            f"{rss.get('worker')} |"
+        )
+    host = results["host"]
+    rows.append("")
+    rows.append(
+        f"Measured {results['at']} on {host['cpus']} CPUs ({host['machine']}, "
+        f"Python {host['python']}), {results['tasks']} no-op tasks, "
+        f"{results['latency_runs']} latency runs."
+    )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--latency-runs", type=int, default=200)
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "ARCO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    args = parser.parse_args()
+    results: dict[str, Any] = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": {
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+        },
+        "tasks": args.tasks,
+        "latency_runs": args.latency_runs,
+        "backends": {},
+    }
+    for backend in args.backends.split(","):
+        data_dir = Path(tempfile.mkdtemp(prefix=f"arco-bench-{backend}-"))
+        bench = BenchStack(backend, data_dir, args.postgres)
+        try:
+            latency = measure_latency(bench, args.latency_runs)
+            print(f"{backend}: latency {json.dumps(latency)}", flush=True)
+            throughput = measure_throughput(bench, args.tasks)
+            print(f"{backend}: throughput {json.dumps(throughput)}", flush=True)
+            rss = bench.peak_rss_mb()
+            print(f"{backend}: peak RSS MB {json.dumps(rss)}", flush=True)
+            results["backends"][backend] = {
+                "latency": latency,
+                "throughput": throughput,
+                "peak_rss_mb": rss,
+            }
+        finally:
+            bench.close()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = _table(results)
+    print(table)
+    if PERFORMANCE_DOC.exists():
+        doc = PERFORMANCE_DOC.read_text()
+        if TABLE_START in doc and TABLE_END in doc:
+            head, rest = doc.split(TABLE_START, 1)
+            _, tail = rest.split(TABLE_END, 1)
+            PERFORMANCE_DOC.write_text(f"{head}{TABLE_START}\n{table}\n{TABLE_END}{tail}")
+
+
+if __name__ == "__main__":
+    main()
