@@ -205,6 +205,34 @@ def _already_terminal(state: str) -> CallbackResult:
     )
 
 
+def _checked(
+    session: Session,
+    scope: Scope,
+    path_task_id: str,
+    claims: TaskTokenClaims | None,
+    body: TaskStartedRequest | HeartbeatRequest | TaskCompletedRequest,
+    *,
+    phase: str,
+) -> tuple[Run, Task] | CallbackResult:
+    """Steps 8 to 13 of section 5.5: resolve the task, check the token against its current
+    state, then the terminal and attempt rules. Heartbeats take no run lock (they only
+    refresh the task row) and answer 410 on a finished task where the others answer 409."""
+    loaded = _load(session, scope, path_task_id, claims, lock=phase != "heartbeat")
+    if isinstance(loaded, CallbackResult):
+        return loaded
+    run, task = loaded
+    if TaskState(task.state).is_terminal:
+        if phase == "heartbeat":
+            return callback_error(
+                CallbackErrorCode.TASK_EXPIRED, "Task is no longer active", 410, state=task.state
+            )
+        return _already_terminal(task.state)
+    started = phase == "started"
+    if problem := _attempt_checks(task, body.attempt, body.attempt_id, started=started):
+        return problem
+    return run, task
+
+
 def handle_started(
     session: Session,
     scope: Scope,
@@ -215,14 +243,10 @@ def handle_started(
     now: datetime,
 ) -> CallbackResult:
     """``/started``: steps 8 to 15 of section 5.5."""
-    loaded = _load(session, scope, path_task_id, claims, lock=True)
-    if isinstance(loaded, CallbackResult):
-        return loaded
-    run, task = loaded
-    if TaskState(task.state).is_terminal:
-        return _already_terminal(task.state)
-    if problem := _attempt_checks(task, body.attempt, body.attempt_id, started=True):
-        return problem
+    checked = _checked(session, scope, path_task_id, claims, body, phase="started")
+    if isinstance(checked, CallbackResult):
+        return checked
+    run, task = checked
     if run.cancel_requested:
         return _already_terminal(TaskState.CANCELLED.value)
     applied = apply_started(session, run, task, worker_id=body.worker_id, now=now)
@@ -244,16 +268,10 @@ def handle_heartbeat(
     now: datetime,
 ) -> CallbackResult:
     """``/heartbeat``: 410 once terminal, ``shouldCancel`` while the run is being cancelled."""
-    loaded = _load(session, scope, path_task_id, claims, lock=False)
-    if isinstance(loaded, CallbackResult):
-        return loaded
-    run, task = loaded
-    if TaskState(task.state).is_terminal:
-        return callback_error(
-            CallbackErrorCode.TASK_EXPIRED, "Task is no longer active", 410, state=task.state
-        )
-    if problem := _attempt_checks(task, body.attempt, body.attempt_id, started=False):
-        return problem
+    checked = _checked(session, scope, path_task_id, claims, body, phase="heartbeat")
+    if isinstance(checked, CallbackResult):
+        return checked
+    run, task = checked
     applied = apply_heartbeat(
         session, task, now=now, progress_pct=body.progress_pct, message=body.message
     )
@@ -295,14 +313,10 @@ def handle_completed(
     now: datetime,
 ) -> CallbackResult:
     """``/completed``: never blocked by cancellation; ``finalState`` echoes the outcome."""
-    loaded = _load(session, scope, path_task_id, claims, lock=True)
-    if isinstance(loaded, CallbackResult):
-        return loaded
-    run, task = loaded
-    if TaskState(task.state).is_terminal:
-        return _already_terminal(task.state)
-    if problem := _attempt_checks(task, body.attempt, body.attempt_id, started=False):
-        return problem
+    checked = _checked(session, scope, path_task_id, claims, body, phase="completed")
+    if isinstance(checked, CallbackResult):
+        return checked
+    run, task = checked
     applied = apply_completion(session, run, task, completion_from_request(body), now=now)
     return CallbackResult(
         status=200,
