@@ -11,7 +11,7 @@ from arco_dispatch.message import EnvelopeFactory, envelope_body, envelope_keys
 from arco_dispatch.provider import EnqueueResult, EnqueueStatus, Provider
 from arco_envelope import cloud_task_name
 from arco_orchestration.db import Database
-from arco_orchestration.facts import lock_run, record_enqueued
+from arco_orchestration.facts import record_enqueued
 from arco_orchestration.scope import Scope
 from arco_orchestration.snapshots import DispatchSnapshot, load_dispatch
 from arco_orchestration.states import OutboxStatus
@@ -54,12 +54,9 @@ class Sender:
     def _record_enqueued(
         self, dispatch: DispatchSnapshot, sent: Sent, *, name: str, now: datetime
     ) -> None:
-        """DispatchEnqueued for an accepted message, in its own transaction. The run is
-        locked first: ``facts.record_enqueued`` updates the outbox row and then writes the
-        history, whose key check on the run would otherwise deadlock with a ``/started``
-        that holds the run and deletes the row."""
+        """DispatchEnqueued for an accepted message, in its own transaction
+        (``facts.record_enqueued`` locks the run first, like every fact)."""
         with self.db.transaction() as session:
-            lock_run(session, self.scope, dispatch.run_id)
             record_enqueued(
                 session,
                 self.scope,
