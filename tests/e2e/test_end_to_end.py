@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from arco_stack.preflight import artifact_checks, config_checks, live_checks
 from arco_stack.verification import verify
 
 from .conftest import RunningStack
@@ -42,6 +43,15 @@ def test_verification_checklist_passes(e2e: RunningStack) -> None:
     checks = verify(e2e.client, timeout=120)
     failed = [(check.name, check.evidence) for check in checks if not check.ok]
     assert not failed
+
+
+def test_preflight_passes_against_the_running_stack(e2e: RunningStack) -> None:
+    """The runbook's preconditions, including the calls to the running api and worker: an
+    invalid callback token gets 401 and a legacy dispatch payload gets 400."""
+    env = e2e.stack.env
+    checks = config_checks(env) + artifact_checks() + live_checks(env)
+    assert [(check.name, check.evidence) for check in checks if not check.ok] == []
+    assert any(check.name == "a callback with an invalid token gets 401" for check in checks)
 
 
 def test_failing_asset_retries_and_the_dag_succeeds(e2e: RunningStack) -> None:
