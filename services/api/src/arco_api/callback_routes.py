@@ -13,7 +13,6 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from arco_api.auth import bearer_token, storage_id_problem
@@ -152,7 +151,7 @@ async def _handle(
 
     def apply() -> CallbackResult:
         with context.db.transaction() as session:
-            return _apply(session, handler, scope, task_id, claims, body, now)
+            return handler(session, scope, task_id, claims, body, now=now)
 
     result = await run_in_threadpool(apply)
     if result.status == 200 and phase == "heartbeat":
@@ -162,18 +161,6 @@ async def _handle(
     )
     log.info("callback", phase=phase, status=result.status, applied=result.applied)
     return _answer(context, phase, result)
-
-
-def _apply(
-    session: Session,
-    handler: Handler,
-    scope: Scope,
-    task_id: str,
-    claims: TaskTokenClaims | None,
-    body: WireModel,
-    now: datetime,
-) -> CallbackResult:
-    return handler(session, scope, task_id, claims, body, now=now)
 
 
 @router.post("/{task_id}/started", summary="Worker reports the attempt started")

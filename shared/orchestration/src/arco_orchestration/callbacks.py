@@ -8,7 +8,7 @@ and turns a :class:`CallbackResult` into a response.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +49,6 @@ class CallbackResult:
     body: dict[str, Any]
     applied: bool = False
     task: Task | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def callback_error(

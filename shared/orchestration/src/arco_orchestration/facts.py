@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -950,8 +950,3 @@ def note_redispatch(
             detail={"dispatchId": dispatch_id, "redispatch": row.redispatch_count},
         )
     return row
-
-
-def tasks_of(session: Session, run_id: str, keys: Iterable[str]) -> list[Task]:
-    stmt = select(Task).where(Task.run_id == run_id, Task.task_key.in_(list(keys)))
-    return list(session.scalars(stmt))
