@@ -53,7 +53,9 @@ class CancellationSignal:
                 return True
             self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(waiter[1].wait(), timeout)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+            async with asyncio.timeout(timeout):
+                await waiter[1].wait()
         except TimeoutError:
             pass
         finally:

@@ -22,7 +22,6 @@ outbox row only records the enqueue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import socket
@@ -36,7 +35,7 @@ import httpx
 import structlog
 
 from arco_dispatch.backoff import delivery_backoff, retry_after
-from arco_dispatch.clock import Clock, utc_now
+from arco_dispatch.clock import Clock, utc_now, wait_event
 from arco_dispatch.message import EnvelopeFactory, MissingTaskRow, envelope_body
 from arco_dispatch.settings import FlowSettings
 from arco_orchestration.db import Database
@@ -213,8 +212,7 @@ class DeliveryPump:
             if due is not None:
                 until_due = (due - self._clock()).total_seconds()
                 timeout = min(timeout, max(until_due, MIN_IDLE_WAIT_SECS))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        await wait_event(self._wake, timeout)
 
     def _claim(self, limit: int) -> list[DeliveryClaim]:
         with self._db.transaction() as session:

@@ -5,7 +5,6 @@ the event loop stays free for HTTP and deliveries."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from arco_dispatch.clock import wait_event
 from arco_dispatch.metrics import ServiceMetrics
 from arco_dispatch.summary import CycleSummary
 
@@ -99,11 +99,8 @@ class CycleRunner(Generic[S]):
             await self._pause()
 
     async def _pause(self) -> None:
-        woke = False
         self.paused = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.interval.total_seconds())
-            woke = True
+        woke = await wait_event(self._wake, self.interval.total_seconds())
         self.paused = False
         if woke:
             self.wakeups.update(self._reasons)
