@@ -9,15 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
-from arco_orchestration.db import Database, make_engine, normalise_url
+from arco_orchestration.db import Database, make_engine
 from arco_orchestration.migrate import upgrade
 from arco_orchestration.models import Base
+from arco_stack.databases import drop_postgres_database, recreate_postgres_database
 
 PG_URL_ENV = "ARCO_TEST_DATABASE_URL"
-PG_TEST_DATABASE = "arco_pytest"
 
 
 @pytest.fixture(scope="session")
@@ -31,23 +30,20 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """A PostgreSQL database of our own on the server of ``ARCO_TEST_DATABASE_URL``,
-    migrated once per session."""
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this session's own on the server of
+    ``ARCO_TEST_DATABASE_URL``, migrated once and dropped at the end. Named after the process,
+    so sessions running side by side on one server (a developer's and CI's) never meet."""
     configured = os.environ.get(PG_URL_ENV, "").strip()
     if not configured:
         pytest.skip(f"PostgreSQL tests need {PG_URL_ENV} (CI sets it; .ci/run starts the server)")
-    admin_url = make_url(normalise_url(configured))
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {PG_TEST_DATABASE} WITH (FORCE)"))
-        connection.execute(text(f"CREATE DATABASE {PG_TEST_DATABASE}"))
-    admin.dispose()
-    url = admin_url.set(database=PG_TEST_DATABASE).render_as_string(hide_password=False)
+    name = f"arco_pytest_{os.getpid()}"
+    url = recreate_postgres_database(configured, name)
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    return url
+    yield url
+    drop_postgres_database(configured, name)
 
 
 def _truncate_all(db: Database) -> None:

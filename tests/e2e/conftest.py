@@ -4,55 +4,34 @@ the same launcher as ``arco-stack up``, with timeouts shortened so repairs happe
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from arco_orchestration.db import normalise_url
 from arco_stack.client import ApiClient, user_token
-from arco_stack.config import Ports, ServiceSpec, service_specs, stack_environment
+from arco_stack.config import (
+    QUICK_REPAIR_OVERRIDES,
+    Ports,
+    ServiceSpec,
+    service_specs,
+    stack_environment,
+)
+from arco_stack.databases import drop_postgres_database, recreate_postgres_database
 from arco_stack.processes import Stack, migrate
 
 from .e2e_handlers import e2e_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PG_E2E_DATABASE = "arco_e2e"
-# Short timeouts: a silent worker is reaped 30 s (the planned heartbeat timeout floor) + 1 s
-# after its last heartbeat, and retries wait about a second.
-E2E_OVERRIDES = {
-    "ARCO_TASK_HEARTBEAT_TIMEOUT_SECS": "30",
-    "ARCO_FLOW_SWEEP_HEARTBEAT_GRACE_SECS": "1",
-    "ARCO_FLOW_SWEEP_INTERVAL_SECS": "1",
-    "ARCO_RETRY_BACKOFF_BASE_SECS": "1",
-    "ARCO_FLOW_DISPATCH_INTERVAL_MS": "200",
-    "ARCO_WORKER_CANCEL_GRACE_SECS": "5",
-    "ARCO_WORKER_SHUTDOWN_GRACE_SECS": "1",
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+PG_E2E_DATABASE = f"arco_e2e_{os.getpid()}"  # per session, as the root conftest's
 
 
 def _postgres_url() -> str:
     configured = os.environ.get("ARCO_TEST_DATABASE_URL", "").strip()
     if not configured:
         pytest.skip("PostgreSQL end-to-end tests need ARCO_TEST_DATABASE_URL")
-    admin_url = make_url(normalise_url(configured))
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {PG_E2E_DATABASE} WITH (FORCE)"))
-        connection.execute(text(f"CREATE DATABASE {PG_E2E_DATABASE}"))
-    admin.dispose()
-    return admin_url.set(database=PG_E2E_DATABASE).render_as_string(hide_password=False)
+    return recreate_postgres_database(configured, PG_E2E_DATABASE)
 
 
 @dataclass
@@ -63,11 +42,7 @@ class RunningStack:
 
     def kill(self, name: str) -> None:
         """SIGKILL one service and forget it."""
-        service = self.stack.service(name)
-        service.process.kill()
-        service.process.wait()
-        service.log_file.close()
-        self.stack.services.remove(service)
+        self.stack.kill(name)
 
     def restart(self, name: str) -> None:
         self.stack.wait_ready(self.stack.start(self.specs[name]))
@@ -81,10 +56,8 @@ def e2e(
 ) -> Iterator[RunningStack]:
     data_dir = tmp_path_factory.mktemp(f"stack-{request.param}")
     database_url = _postgres_url() if request.param == "postgres" else None
-    ports = Ports(
-        api=_free_port(), dispatcher=_free_port(), sweeper=_free_port(), worker=_free_port()
-    )
-    overrides = {**E2E_OVERRIDES, "PYTHONPATH": str(REPO_ROOT)}
+    ports = Ports.free()
+    overrides = {**QUICK_REPAIR_OVERRIDES, "PYTHONPATH": str(REPO_ROOT)}
     env = stack_environment(data_dir, ports=ports, database_url=database_url, overrides=overrides)
     migrate(env)
     specs = {spec.name: spec for spec in service_specs(ports)}
@@ -101,3 +74,5 @@ def e2e(
         client.close()
     finally:
         stack.stop()
+        if database_url is not None:
+            drop_postgres_database(os.environ["ARCO_TEST_DATABASE_URL"], PG_E2E_DATABASE)

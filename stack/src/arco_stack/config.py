@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +25,39 @@ GENERATED_SECRETS = (
 )
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 @dataclass(frozen=True)
 class Ports:
     api: int = 8080
     dispatcher: int = 8081
     sweeper: int = 8082
     worker: int = 8090
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Free ports for every service, so several stacks (tests, benchmarks) can run side
+        by side."""
+        return cls(api=free_port(), dispatcher=free_port(), sweeper=free_port(), worker=free_port())
+
+
+# For test suites (ours and users'): a silent worker is reaped 30 s (the planned heartbeat
+# timeout floor) + 1 s after its last heartbeat, and retries wait about a second.
+QUICK_REPAIR_OVERRIDES = {
+    "ARCO_TASK_HEARTBEAT_TIMEOUT_SECS": "30",
+    "ARCO_FLOW_SWEEP_HEARTBEAT_GRACE_SECS": "1",
+    "ARCO_FLOW_SWEEP_INTERVAL_SECS": "1",
+    "ARCO_RETRY_BACKOFF_BASE_SECS": "1",
+    "ARCO_FLOW_DISPATCH_INTERVAL_MS": "200",
+    "ARCO_WORKER_CANCEL_GRACE_SECS": "5",
+    "ARCO_WORKER_SHUTDOWN_GRACE_SECS": "1",
+}
 
 
 def read_env_file(path: Path) -> dict[str, str]:

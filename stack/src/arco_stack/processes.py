@@ -124,6 +124,14 @@ class Stack:
                 return service
         raise KeyError(name)
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one service (no chance to clean up, as in a crash) and forget it."""
+        service = self.service(name)
+        service.process.kill()
+        service.process.wait()
+        service.log_file.close()
+        self.services.remove(service)
+
     def stop(self, grace: float = STOP_GRACE_SECS) -> None:
         """SIGTERM every service (reverse start order), then SIGKILL what is left."""
         for service in reversed(self.services):

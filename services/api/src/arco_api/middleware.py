@@ -50,6 +50,17 @@ class RequestContextMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
             self.metrics.requests.labels(
                 method=scope["method"], route=path, status=str(status)
-            ).observe(time.perf_counter() - started)
+            ).observe(elapsed)
+            # No access log on the hot path, but every server error leaves a line behind.
+            if status >= 500:
+                log.error(
+                    "server_error",
+                    method=scope["method"],
+                    route=path,
+                    path=scope.get("path"),
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 1),
+                )

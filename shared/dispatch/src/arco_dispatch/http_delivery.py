@@ -165,12 +165,17 @@ class DeliveryPump:
             loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self) -> None:
-        """Deliver until cancelled."""
+        """Deliver until cancelled. A pass that fails (the database down or restarting) is
+        logged and retried after one poll interval: the pump never stops on its own."""
         while True:
             self._wake.clear()
-            claimed = await self.fill()
-            if not claimed:
-                await self._idle()
+            try:
+                claimed = await self.fill()
+                if not claimed:
+                    await self._idle()
+            except Exception:  # logged; the next pass may succeed (database back)
+                log.exception("pump_pass_failed")
+                await asyncio.sleep(self.policy.poll.total_seconds())
 
     async def fill(self) -> int:
         """Claim due rows for every free slot and start delivering them; returns how many."""

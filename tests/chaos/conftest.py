@@ -1,0 +1,108 @@
+"""The chaos suite's PostgreSQL server and stacks of real processes on it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from arco_stack.client import ApiClient, user_token
+from arco_stack.config import (
+    ENV_FILE,
+    QUICK_REPAIR_OVERRIDES,
+    Ports,
+    ServiceSpec,
+    free_port,
+    service_specs,
+    stack_environment,
+)
+from arco_stack.processes import Stack, migrate
+
+from .chaos_handlers import EXECUTIONS_ENV, TASKS_ENV
+from .postgres_server import PostgresServer, find_bindir
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKER = "tests.chaos.chaos_handlers:worker"
+
+
+def _setting(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@dataclass(frozen=True)
+class ChaosSize:
+    """``ARCO_CHAOS_TASKS`` (tasks in the run), ``ARCO_CHAOS_KILLS`` (service kills),
+    ``ARCO_CHAOS_SEED``: CI runs the defaults; raise them for a longer soak."""
+
+    tasks: int = _setting(TASKS_ENV, 200)
+    kills: int = _setting("ARCO_CHAOS_KILLS", 8)
+    seed: int = _setting("ARCO_CHAOS_SEED", 20261127)
+
+
+@pytest.fixture(scope="module")
+def chaos_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the suite's own, so crashing it disturbs no other test."""
+    if not os.environ.get("ARCO_TEST_DATABASE_URL", "").strip():
+        pytest.skip("the chaos suite runs on PostgreSQL: set ARCO_TEST_DATABASE_URL (CI does)")
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.fail("the chaos suite needs the PostgreSQL server binaries (initdb, pg_ctl)")
+    server = PostgresServer.create(bindir, free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@dataclass
+class StackHandle:
+    """One stack of the four services, and what a test needs to drive and check it."""
+
+    stack: Stack
+    specs: dict[str, ServiceSpec]
+    client: ApiClient
+
+    @property
+    def api_log(self) -> Path:
+        return self.stack.data_dir / "logs" / "api.log"
+
+
+def start_stack(
+    data_dir: Path, database_url: str, executions: Path, *, tasks: int, worker_concurrency: int
+) -> StackHandle:
+    """Start api, worker (the chaos handlers), dispatcher and sweeper on free ports. Stacks
+    started in data directories holding the same ``stack.env`` share their secrets."""
+    overrides = {
+        **QUICK_REPAIR_OVERRIDES,
+        "PYTHONPATH": str(REPO_ROOT),
+        EXECUTIONS_ENV: str(executions),
+        TASKS_ENV: str(tasks),
+        "ARCO_WORKER_CONCURRENCY": str(worker_concurrency),
+        "ARCO_LOG_LEVEL": "info",
+    }
+    ports = Ports.free()
+    env = stack_environment(data_dir, ports=ports, database_url=database_url, overrides=overrides)
+    migrate(env)
+    specs = {spec.name: spec for spec in service_specs(ports)}
+    specs["worker"] = replace(specs["worker"], args=("--worker", WORKER))
+    stack = Stack(data_dir, env)
+    try:
+        for service in [stack.start(spec) for spec in specs.values()]:
+            stack.wait_ready(service, timeout=120)
+    except Exception:
+        stack.stop()
+        raise
+    token = user_token(env["ARCO_JWT_SECRET"], env["ARCO_TENANT_ID"], env["ARCO_WORKSPACE_ID"])
+    client = ApiClient(env["ARCO_FLOW_CALLBACK_BASE_URL"], token, env["ARCO_WORKSPACE_ID"])
+    return StackHandle(stack, specs, client)
+
+
+def share_secrets(source: Path, target: Path) -> None:
+    """Give the stack of ``target`` the secrets of the stack of ``source``."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / ENV_FILE, target / ENV_FILE)
