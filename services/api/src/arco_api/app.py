@@ -8,9 +8,17 @@ from datetime import datetime
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from arco_api import callback_routes, log_routes, manifest_routes, run_routes, system_routes
+from arco_api import (
+    callback_routes,
+    log_routes,
+    manifest_routes,
+    openapi_docs,
+    run_routes,
+    system_routes,
+)
 from arco_api.auth import UserAuthenticator
 from arco_api.context import ApiContext, utc_now
 from arco_api.errors import ApiError
@@ -63,6 +71,7 @@ def create_app(
         callback_routes.router,
     ):
         app.include_router(router)
+    openapi_docs.install(app)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -90,6 +99,15 @@ def create_app(
         if request_id := _request_id(request):
             body["requestId"] = request_id
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+        # The database is unreachable (down, restarting, failing over) or busy: transient,
+        # and callbacks are idempotent, so clients retry.
+        body = {"code": "UNAVAILABLE", "message": "database unavailable; retry shortly"}
+        if request_id := _request_id(request):
+            body["requestId"] = request_id
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:

@@ -91,4 +91,7 @@ class UserAuthenticator:
         for name, value in (("tenant_id", tenant), ("workspace_id", workspace)):
             if problem := storage_id_problem(name, value):
                 raise ApiError(400, "BAD_REQUEST", problem)
+        # The user id is stored as triggeredBy/deployedBy; PostgreSQL text cannot hold NUL.
+        if user is not None and "\x00" in user:
+            raise ApiError(400, "BAD_REQUEST", "user id contains a NUL character")
         return Principal(tenant, workspace, user or None)

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from arco_api import openapi_docs as docs
 from arco_api.auth import bearer_token, storage_id_problem
 from arco_api.context import ApiContext, api_context
 from arco_api.http_io import BodyError, parse_json, read_body, validation_error
@@ -144,6 +145,13 @@ async def _handle(
                 CallbackErrorCode.INVALID_ARGUMENT, "Invalid attempt: must be >= 1", 400
             ),
         )
+    if "\x00" in task_id:
+        # No task id holds NUL (and PostgreSQL could not even compare against it).
+        return _answer(
+            context,
+            phase,
+            callback_error(CallbackErrorCode.TASK_NOT_FOUND, f"Task not found: {task_id}", 404),
+        )
     observed = _observed_at(body)
     if observed is not None and abs(observed - now) > CLOCK_SKEW_LIMIT:
         context.metrics.clock_skew.labels(phase=phase).inc()
@@ -163,19 +171,34 @@ async def _handle(
     return _answer(context, phase, result)
 
 
-@router.post("/{task_id}/started", summary="Worker reports the attempt started")
+@router.post(
+    "/{task_id}/started",
+    summary="Worker reports the attempt started",
+    responses=docs.callback_responses(docs.TaskStartedAck),
+    openapi_extra=docs.json_body(TaskStartedRequest, user=False),
+)
 async def started(request: Request, task_id: str) -> JSONResponse:
     return await _handle(request, task_id, "started", TaskStartedRequest, callbacks.handle_started)
 
 
-@router.post("/{task_id}/heartbeat", summary="Worker heartbeat; answers shouldCancel")
+@router.post(
+    "/{task_id}/heartbeat",
+    summary="Worker heartbeat; answers shouldCancel",
+    responses=docs.callback_responses(docs.HeartbeatAck),
+    openapi_extra=docs.json_body(HeartbeatRequest, user=False),
+)
 async def heartbeat(request: Request, task_id: str) -> JSONResponse:
     return await _handle(
         request, task_id, "heartbeat", HeartbeatRequest, callbacks.handle_heartbeat
     )
 
 
-@router.post("/{task_id}/completed", summary="Worker reports the attempt's outcome")
+@router.post(
+    "/{task_id}/completed",
+    summary="Worker reports the attempt's outcome",
+    responses=docs.callback_responses(docs.TaskCompletedAck),
+    openapi_extra=docs.json_body(TaskCompletedRequest, user=False),
+)
 async def completed(request: Request, task_id: str) -> JSONResponse:
     return await _handle(
         request, task_id, "completed", TaskCompletedRequest, callbacks.handle_completed

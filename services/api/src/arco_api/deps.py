@@ -8,7 +8,8 @@ from fastapi import Depends, Path, Request
 
 from arco_api.auth import Principal
 from arco_api.context import api_context
-from arco_api.errors import not_found
+from arco_api.errors import bad_request, not_found
+from arco_api.http_io import unstorable_text
 from arco_orchestration.scope import Scope
 
 
@@ -20,12 +21,18 @@ def current_principal(request: Request) -> Principal:
 
 
 def workspace_scope(
+    request: Request,
     workspace_id: Annotated[str, Path(description="Workspace id; must be the caller's")],
     principal: Annotated[Principal, Depends(current_principal)],
 ) -> Scope:
-    """The caller's scope; a path workspace other than the caller's is 404."""
+    """The caller's scope; a path workspace other than the caller's is 404. Path, query and
+    Idempotency-Key values reach the database: one no store can hold is a 400 here."""
     if workspace_id != principal.workspace_id:
         raise not_found("workspace not found")
+    values = [*request.path_params.values(), *request.query_params.values()]
+    values.append(request.headers.get("idempotency-key", ""))
+    if any(isinstance(value, str) and unstorable_text(value) for value in values):
+        raise bad_request("path, query and header values must not contain NUL characters")
     return Scope(principal.tenant_id, principal.workspace_id)
 
 

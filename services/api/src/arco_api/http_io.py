@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from fastapi import Request
@@ -44,14 +46,65 @@ async def read_body(request: Request, limit: int, *, require_json: bool = True) 
     return b"".join(chunks)
 
 
+# A NUL character cannot be stored in PostgreSQL text or jsonb, and an unpaired surrogate (from
+# an escape such as "\ud800") cannot be encoded as UTF-8: both would fail deep in a handler.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable_text(value: str) -> bool:
+    """Whether ``value`` holds a NUL character or an unpaired surrogate."""
+    return _UNSTORABLE.search(value) is not None
+
+
+def _holds_unstorable(document: Any) -> bool:
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if unstorable_text(value):
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
+
+
+def _no_constant(name: str) -> Any:
+    # Python reads NaN and Infinity; JSON (and PostgreSQL jsonb) has no such tokens.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
+
+
 def parse_json(raw: bytes) -> Any:
-    """Decode JSON; malformed input is a 400 with a JSON body."""
+    """Decode JSON; malformed input, or a string no store can hold, is a 400 with a JSON
+    body."""
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # UTF-8 only (RFC 8259 8.1; json.loads would also guess UTF-16 and UTF-32), with the
+        # optional BOM it always accepted.
+        text = raw.decode("utf-8-sig")
+        document = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad syntax, bad UTF-8 and the hooks above; RecursionError a
+        # document nested deeper than the interpreter's stack.
         raise BodyError(
             400, "invalid_json", f"Failed to parse the request body as JSON: {exc}"
         ) from None
+    if _holds_unstorable(document):
+        raise BodyError(
+            400,
+            "invalid_json",
+            "Failed to parse the request body as JSON: strings must not contain NUL "
+            "characters or unpaired surrogates",
+        )
+    return document
 
 
 def validation_error(exc: ValidationError) -> BodyError:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from arco_api import openapi_docs as docs
 from arco_api.context import api_context
 from arco_api.deps import ScopeDep
 from arco_api.errors import ApiError, bad_request, conflict, not_found
@@ -29,7 +30,13 @@ def _log_path(run_id: str, task_key: str, attempt: int) -> str:
     return f"logs/{run_id}/{task_key}/attempt-{attempt}.log"
 
 
-@router.post("", status_code=201, summary="Upload the logs of one attempt (create-only)")
+@router.post(
+    "",
+    status_code=201,
+    summary="Upload the logs of one attempt (create-only)",
+    responses=docs.user_responses({201: docs.LogUploaded}, (400, 401, 404, 409, 413, 415, 422)),
+    openapi_extra=docs.json_body(docs.LogUploadRequest),
+)
 async def upload_logs(request: Request, scope: ScopeDep, run_id: str) -> JSONResponse:
     context = api_context(request)
     try:
@@ -76,7 +83,24 @@ async def upload_logs(request: Request, scope: ScopeDep, run_id: str) -> JSONRes
     return JSONResponse(body, status_code=201)
 
 
-@router.get("", summary="Read uploaded logs as text", response_class=PlainTextResponse)
+@router.get(
+    "",
+    summary="Read uploaded logs as text",
+    response_class=PlainTextResponse,
+    responses={
+        200: docs.text_response(
+            "The logs, one section per attempt",
+            {
+                "X-Arco-Next-Cursor": {
+                    "description": "cursor of the next page, when there is one",
+                    "schema": {"type": "string"},
+                }
+            },
+        ),
+        **docs.user_responses({}),
+    },
+    openapi_extra=docs.USER_AUTH,
+)
 async def read_logs(
     request: Request,
     scope: ScopeDep,

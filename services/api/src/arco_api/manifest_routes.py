@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from ulid import ULID
 
+from arco_api import openapi_docs as docs
 from arco_api.context import api_context
 from arco_api.deps import PrincipalDep, ScopeDep
 from arco_api.errors import ApiError, conflict, not_found
@@ -63,7 +64,16 @@ def _stored_manifest(row: Manifest) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=201, summary="Deploy a manifest")
+@router.post(
+    "",
+    status_code=201,
+    summary="Deploy a manifest",
+    responses=docs.user_responses(
+        {201: docs.ManifestDeployed, 200: docs.ManifestDeployed},
+        (400, 401, 404, 409, 413, 415, 422),
+    ),
+    openapi_extra={**docs.json_body(docs.ManifestRequest), "parameters": [docs.IDEMPOTENCY_KEY]},
+)
 async def deploy_manifest(
     request: Request, scope: ScopeDep, principal: PrincipalDep
 ) -> JSONResponse:
@@ -127,7 +137,13 @@ async def deploy_manifest(
     return JSONResponse(_deploy_response(row), status_code=status)
 
 
-@router.get("", summary="List deployed manifests, newest first")
+@router.get(
+    "",
+    summary="List deployed manifests, newest first",
+    response_model=None,
+    responses=docs.user_responses({200: docs.ManifestList}),
+    openapi_extra=docs.USER_AUTH,
+)
 async def list_manifests(request: Request, scope: ScopeDep) -> dict[str, Any]:
     context = api_context(request)
 
@@ -161,7 +177,13 @@ async def list_manifests(request: Request, scope: ScopeDep) -> dict[str, Any]:
     return {"manifests": await run_in_threadpool(load)}
 
 
-@router.get("/{manifest_id}", summary="Get one deployed manifest")
+@router.get(
+    "/{manifest_id}",
+    summary="Get one deployed manifest",
+    response_model=None,
+    responses=docs.user_responses({200: docs.StoredManifest}),
+    openapi_extra=docs.USER_AUTH,
+)
 async def get_manifest(request: Request, scope: ScopeDep, manifest_id: str) -> dict[str, Any]:
     context = api_context(request)
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from ulid import ULID
 
+from arco_api import openapi_docs as docs
 from arco_api.context import ApiContext, api_context
 from arco_api.deps import PrincipalDep, ScopeDep
 from arco_api.errors import ApiError, bad_request, conflict, not_found
@@ -69,7 +70,15 @@ def _trigger_response(run: Run, *, created: bool, state: str, created_at: str) -
     }
 
 
-@router.post("", status_code=201, summary="Trigger a run of selected assets")
+@router.post(
+    "",
+    status_code=201,
+    summary="Trigger a run of selected assets",
+    responses=docs.user_responses(
+        {201: docs.RunTriggered, 200: docs.RunTriggered}, (400, 401, 404, 409, 413, 415, 422)
+    ),
+    openapi_extra={**docs.json_body(docs.TriggerRunRequest), "parameters": [docs.IDEMPOTENCY_KEY]},
+)
 async def trigger_run(request: Request, scope: ScopeDep, principal: PrincipalDep) -> JSONResponse:
     context = api_context(request)
     document = await _json_body(request)
@@ -163,7 +172,13 @@ def _replay(
     }
 
 
-@router.get("", summary="List runs, newest first")
+@router.get(
+    "",
+    summary="List runs, newest first",
+    response_model=None,
+    responses=docs.user_responses({200: docs.RunList}),
+    openapi_extra=docs.USER_AUTH,
+)
 async def list_runs(
     request: Request,
     scope: ScopeDep,
@@ -191,7 +206,13 @@ async def list_runs(
     return result
 
 
-@router.get("/{run_id}", summary="Run detail with task summaries and counts")
+@router.get(
+    "/{run_id}",
+    summary="Run detail with task summaries and counts",
+    response_model=None,
+    responses=docs.user_responses({200: docs.RunDetail}),
+    openapi_extra=docs.USER_AUTH,
+)
 async def get_run(request: Request, scope: ScopeDep, run_id: str) -> dict[str, Any]:
     context = api_context(request)
     found = await _in_transaction(
@@ -203,7 +224,13 @@ async def get_run(request: Request, scope: ScopeDep, run_id: str) -> dict[str, A
     return result
 
 
-@router.post("/{run_id}/cancel", summary="Cancel a run")
+@router.post(
+    "/{run_id}/cancel",
+    summary="Cancel a run",
+    response_model=None,
+    responses=docs.user_responses({200: docs.RunCancelled}, (400, 401, 404, 409, 413, 415, 422)),
+    openapi_extra=docs.json_body(docs.CancelRunRequest),
+)
 async def cancel_run(request: Request, scope: ScopeDep, run_id: str) -> dict[str, Any]:
     context = api_context(request)
     document = await _json_body(request)
@@ -228,7 +255,13 @@ async def cancel_run(request: Request, scope: ScopeDep, run_id: str) -> dict[str
     return result
 
 
-@router.get("/{run_id}/tasks", summary="Every task of a run with stored state and history")
+@router.get(
+    "/{run_id}/tasks",
+    summary="Every task of a run with stored state and history",
+    response_model=None,
+    responses=docs.user_responses({200: docs.RunTasks}),
+    openapi_extra=docs.USER_AUTH,
+)
 async def list_tasks(request: Request, scope: ScopeDep, run_id: str) -> dict[str, Any]:
     context = api_context(request)
     found = await _in_transaction(
@@ -239,7 +272,13 @@ async def list_tasks(request: Request, scope: ScopeDep, run_id: str) -> dict[str
     return {"runId": run_id, "tasks": found}
 
 
-@router.get("/{run_id}/tasks/{task_key}", summary="One task: state, attempts, history, delivery")
+@router.get(
+    "/{run_id}/tasks/{task_key}",
+    summary="One task: state, attempts, history, delivery",
+    response_model=None,
+    responses=docs.user_responses({200: docs.TaskDetail}),
+    openapi_extra=docs.USER_AUTH,
+)
 async def get_task(request: Request, scope: ScopeDep, run_id: str, task_key: str) -> dict[str, Any]:
     context = api_context(request)
     found = await _in_transaction(
@@ -251,7 +290,15 @@ async def get_task(request: Request, scope: ScopeDep, run_id: str, task_key: str
     return result
 
 
-@router.post("/{run_id}/rerun", status_code=201, summary="Rerun a run from failure or a subset")
+@router.post(
+    "/{run_id}/rerun",
+    status_code=201,
+    summary="Rerun a run from failure or a subset",
+    responses=docs.user_responses(
+        {201: docs.RerunTriggered, 200: docs.RerunTriggered}, (400, 401, 404, 409, 413, 415, 422)
+    ),
+    openapi_extra=docs.json_body(docs.RerunRunRequest),
+)
 async def rerun(
     request: Request, scope: ScopeDep, principal: PrincipalDep, run_id: str
 ) -> JSONResponse:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from importlib.metadata import version
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from arco_api import openapi_docs as docs
 from arco_api.context import api_context
 from arco_api.errors import not_found
 from arco_api.settings import Posture
@@ -19,12 +20,19 @@ from arco_orchestration.states import TaskState
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health")
+@router.get("/health", response_model=None, responses={200: docs.json_response(docs.Health, 200)})
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get(
+    "/ready",
+    response_model=None,
+    responses={
+        200: docs.json_response(docs.Readiness, 200),
+        503: docs.json_response(docs.Readiness, 503),
+    },
+)
 async def ready(request: Request) -> JSONResponse:
     """Ready when the database answers and its schema is at the head revision."""
     context = api_context(request)
@@ -34,7 +42,9 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"ready": True})
 
 
-@router.get("/version")
+@router.get(
+    "/version", response_model=None, responses={200: docs.json_response(docs.VersionInfo, 200)}
+)
 async def version_info(request: Request) -> dict[str, str]:
     context = api_context(request)
     return {
@@ -44,7 +54,15 @@ async def version_info(request: Request) -> dict[str, str]:
     }
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    # The route answers with its own Response; the class only documents the media type.
+    response_class=PlainTextResponse,
+    responses={
+        200: docs.text_response("Prometheus metrics (text exposition format)"),
+        404: docs.json_response(docs.ApiErrorBody, 404),
+    },
+)
 async def metrics(request: Request) -> Response:
     context = api_context(request)
     if context.settings.posture is Posture.PUBLIC:
