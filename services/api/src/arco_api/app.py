@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arco_api import (
@@ -108,6 +108,18 @@ def create_app(
         if request_id := _request_id(request):
             body["requestId"] = request_id
         return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(DataError)
+    async def _unstorable_value(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value of the request (a string longer than its column, an
+        # integer out of range): the client's input, so a 400, and nothing was stored.
+        body = {
+            "code": "BAD_REQUEST",
+            "message": "invalid_request: a value is too long or out of range for its field",
+        }
+        if request_id := _request_id(request):
+            body["requestId"] = request_id
+        return JSONResponse(body, status_code=400)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:

@@ -13,6 +13,7 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
 
 from arco_api import openapi_docs as docs
@@ -161,7 +162,16 @@ async def _handle(
         with context.db.transaction() as session:
             return handler(session, scope, task_id, claims, body, now=now)
 
-    result = await run_in_threadpool(apply)
+    try:
+        result = await run_in_threadpool(apply)
+    except DataError:
+        # A value the database cannot hold (an error message longer than its column, an
+        # attempt beyond its integer range): the worker's input, and nothing was stored.
+        result = callback_error(
+            CallbackErrorCode.INVALID_ARGUMENT,
+            "a value is too long or out of range for its field",
+            400,
+        )
     if result.status == 200 and phase == "heartbeat":
         result.body.update(_refreshed_token(context, claims, now))
     structlog.contextvars.bind_contextvars(

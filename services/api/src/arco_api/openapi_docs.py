@@ -421,6 +421,7 @@ _DOC_MODELS: tuple[type[BaseModel], ...] = (
 )
 
 _REF = "#/components/schemas/{model}"
+UNAVAILABLE = "Not ready, or the database is unreachable: retry after Retry-After seconds"
 
 # --- route declarations ------------------------------------------------------------------------
 
@@ -435,7 +436,7 @@ _DESCRIPTIONS = {
     413: "Request body too large",
     415: "Content-Type is not application/json",
     422: "The request does not match the schema",
-    503: "Not ready",
+    503: UNAVAILABLE,
 }
 
 
@@ -515,6 +516,12 @@ def install(app: FastAPI) -> None:
             openapi_version=app.openapi_version,
             routes=app.routes,
         )
+        # Any route answers 503 (Retry-After) while the database is unreachable.
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                operation.setdefault("responses", {}).setdefault(
+                    "503", _json(ref(ApiErrorBody), 503, UNAVAILABLE)
+                )
         components: dict[str, Any] = document.setdefault("components", {})
         schemas: dict[str, Any] = components.setdefault("schemas", {})
         for model in _DOC_MODELS:

@@ -1,0 +1,39 @@
+"""Values the database cannot hold (a string longer than its column, an integer beyond its
+range) are the client's input: 400 with the route's error body, nothing stored, never a
+500. PostgreSQL enforces the limits; SQLite stores any length, so these run there only."""
+
+from __future__ import annotations
+
+import pytest
+from services.api.tests.api_test_support import Api, Attempt, user_headers
+
+TOO_LONG = "x" * 600  # keys and ids are VARCHAR(512) and narrower
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only(database_url: str) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite does not enforce column lengths")
+
+
+def test_a_log_upload_with_an_overlong_task_key_or_huge_attempt_is_400(api: Api) -> None:
+    run_id = api.run()
+    path = f"/api/v1/workspaces/{api.scope.workspace_id}/runs/{run_id}/logs"
+    for body in ({"taskKey": TOO_LONG, "attempt": 1}, {"taskKey": "raw", "attempt": 2**40}):
+        response = api.client.post(path, json=body, headers=user_headers())
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "BAD_REQUEST"
+        assert "too long or out of range" in response.json()["message"]
+    listed = api.client.get(path, params={"taskKey": "raw", "attempt": 1}, headers=user_headers())
+    assert listed.status_code == 404
+
+
+def test_a_completion_with_an_overlong_output_field_is_400_and_changes_nothing(
+    api: Api, running: Attempt
+) -> None:
+    response = api.completed(running, extra={"output": {"materializationId": TOO_LONG}})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_argument"
+    assert "too long or out of range" in response.json()["message"]
+    assert api.task(running.run_id, running.task_key)["state"] == "RUNNING"
+    assert api.completed(running).status_code == 200
