@@ -12,7 +12,7 @@ help:
 	@echo "make up       run the whole stack locally (SQLite) and a demo run; Ctrl-C stops it"
 	@echo "make test     install everything, then lint, type-check, import contracts and tests"
 	@echo "make schemas  regenerate the envelope JSON Schemas"
-	@echo "make bench    latency, throughput and memory figures on SQLite and PostgreSQL"
+	@echo "make bench    latency, throughput, memory, callback efficiency and sweep cost figures"
 	@echo "make compose-smoke  build and verify the docker compose stack (needs root; CI runs it)"
 
 $(CURDIR)/.tools/bin/uv:

@@ -1,6 +1,7 @@
-"""``make bench``: dispatch latency, end-to-end throughput and memory of the local stack, on
-SQLite and PostgreSQL. Prints figures and writes bench/results/latest.json and the table in
-docs/performance.md. No thresholds: figures only."""
+"""``make bench``: dispatch latency, end-to-end throughput and memory of the local stack, callback
+efficiency (``bench.callbacks``) and sweep cost (``bench.sweep``), on SQLite and PostgreSQL.
+Prints figures and writes bench/results/latest.json and the tables in docs/performance.md.
+No thresholds: figures only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from arco_envelope import parse_timestamp
 from arco_orchestration.db import Database
@@ -26,41 +25,28 @@ from arco_orchestration.models import Run
 from arco_orchestration.states import RunState
 from arco_stack.client import ApiClient, user_token
 from arco_stack.config import Ports, service_specs, stack_environment
+from arco_stack.databases import recreate_postgres_database
 from arco_stack.processes import Stack, migrate
+from bench import callbacks, sweep
 from bench.bench_worker import TASK_KEYS, bench_manifest
+from bench.support import database_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
 PERFORMANCE_DOC = REPO_ROOT / "docs" / "performance.md"
 TABLE_START, TABLE_END = "<!-- bench:start -->", "<!-- bench:end -->"
 TERMINAL = [s.value for s in RunState if s.is_terminal]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _postgres_url(server: str) -> str:
-    admin_url = make_url(server)
-    admin = create_engine(
-        admin_url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.execute(text("DROP DATABASE IF EXISTS arco_bench WITH (FORCE)"))
-        connection.execute(text("CREATE DATABASE arco_bench"))
-    admin.dispose()
-    return admin_url.set(database="arco_bench").render_as_string(hide_password=False)
+PARTS = ("latency", "throughput", "callbacks", "sweep")
 
 
 class BenchStack:
     def __init__(self, backend: str, data_dir: Path, postgres_server: str) -> None:
-        database_url = _postgres_url(postgres_server) if backend == "postgres" else None
-        ports = Ports(
-            api=_free_port(), dispatcher=_free_port(), sweeper=_free_port(), worker=_free_port()
+        database_url = (
+            recreate_postgres_database(postgres_server, database_name("arco_bench"))
+            if backend == "postgres"
+            else None
         )
+        ports = Ports.free()
         overrides = {
             "PYTHONPATH": str(REPO_ROOT),
             "ARCO_WORKER_CONCURRENCY": "64",
@@ -177,13 +163,19 @@ def _table(results: dict[str, Any]) -> str:
         "| peak RSS MB (api, dispatcher, sweeper, worker) |",
         "|---|---|---|---|---|---|",
     ]
+    missing = {"p50": "-", "p95": "-", "p99": "-"}
     for backend, figures in results["backends"].items():
-        lat, thr, rss = figures["latency"], figures["throughput"], figures["peak_rss_mb"]
-        enq, sta = lat["to_enqueued_ms"], lat["to_started_ms"]
+        lat, thr, rss = (
+            figures.get("latency", {}),
+            figures.get("throughput", {}),
+            figures["peak_rss_mb"],
+        )
+        enq, sta = lat.get("to_enqueued_ms", missing), lat.get("to_started_ms", missing)
         rows.append(
             f"| {backend} | {enq['p50']} / {enq['p95']} / {enq['p99']} "
             f"| {sta['p50']} / {sta['p95']} / {sta['p99']} "
-            f"| {thr['independent_runs_tasks_per_s']} | {thr['wide_run_tasks_per_s']} "
+            f"| {thr.get('independent_runs_tasks_per_s', '-')} "
+            f"| {thr.get('wide_run_tasks_per_s', '-')} "
             f"| {rss.get('api')}, {rss.get('dispatcher')}, {rss.get('sweeper')}, "
             f"{rss.get('worker')} |"
         )
@@ -202,6 +194,9 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--latency-runs", type=int, default=200)
+    parser.add_argument("--only", default=",".join(PARTS), help=f"any of {', '.join(PARTS)}")
+    callbacks.add_arguments(parser)
+    sweep.add_arguments(parser)
     parser.add_argument(
         "--postgres",
         default=os.environ.get(
@@ -209,6 +204,8 @@ def main() -> None:
         ),
     )
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    backends = args.backends.split(",")
     results: dict[str, Any] = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": {
@@ -220,25 +217,38 @@ def main() -> None:
         "latency_runs": args.latency_runs,
         "backends": {},
     }
-    for backend in args.backends.split(","):
+    for backend in backends if only & {"latency", "throughput"} else []:
         data_dir = Path(tempfile.mkdtemp(prefix=f"arco-bench-{backend}-"))
         bench = BenchStack(backend, data_dir, args.postgres)
         try:
-            latency = measure_latency(bench, args.latency_runs)
-            print(f"{backend}: latency {json.dumps(latency)}", flush=True)
-            throughput = measure_throughput(bench, args.tasks)
-            print(f"{backend}: throughput {json.dumps(throughput)}", flush=True)
-            rss = bench.peak_rss_mb()
-            print(f"{backend}: peak RSS MB {json.dumps(rss)}", flush=True)
-            results["backends"][backend] = {
-                "latency": latency,
-                "throughput": throughput,
-                "peak_rss_mb": rss,
-            }
+            figures: dict[str, Any] = {}
+            if "latency" in only:
+                figures["latency"] = measure_latency(bench, args.latency_runs)
+                print(f"{backend}: latency {json.dumps(figures['latency'])}", flush=True)
+            if "throughput" in only:
+                figures["throughput"] = measure_throughput(bench, args.tasks)
+                print(f"{backend}: throughput {json.dumps(figures['throughput'])}", flush=True)
+            figures["peak_rss_mb"] = bench.peak_rss_mb()
+            print(f"{backend}: peak RSS MB {json.dumps(figures['peak_rss_mb'])}", flush=True)
+            results["backends"][backend] = figures
         finally:
             bench.close()
+    # Each writes its own results file and docs section too.
+    if "callbacks" in only:
+        results["callbacks"] = callbacks.run(backends, args, RESULTS, PERFORMANCE_DOC)
+    if "sweep" in only:
+        results["sweep"] = sweep.run(backends, args, RESULTS, PERFORMANCE_DOC)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    latest = RESULTS / "latest.json"
+    stack_measured = bool(results["backends"])
+    if not stack_measured and latest.exists():
+        # A run of the callback or sweep benchmarks alone keeps the last stack figures.
+        previous = json.loads(latest.read_text())
+        previous.update({part: results[part] for part in ("callbacks", "sweep") if part in results})
+        results = previous
+    latest.write_text(json.dumps(results, indent=2) + "\n")
+    if not stack_measured:
+        return
     table = _table(results)
     print(table)
     if PERFORMANCE_DOC.exists():
