@@ -1,35 +1,54 @@
 """One dispatcher cycle (arco-orchestration 3.1, with design D4).
 
 1. Ready phase: every READY task and every due retry gets a DispatchRequested (task
-   DISPATCHED, outbox row PENDING), one short transaction per task.
+   DISPATCHED, outbox row PENDING), up to ``BATCH_SIZE`` tasks per transaction. With the
+   http provider, whose queue is the outbox row, the same transaction also records the
+   enqueue (row CREATED and queued for the delivery pump): no PENDING step.
 2. Dispatch phase: every PENDING row, including those just created (upstream enqueues them
    one cycle later), is built into the canonical envelope and handed to the provider, with
-   no transaction open; the acknowledgement is recorded in a new transaction.
+   no transaction open; the acknowledgements of a batch are recorded in one new transaction.
 
 One bad item is reported in ``errors`` and never aborts the cycle (upstream aborts on a
-missing task row; we report it and go on).
+missing task row; we report it and go on): a batch that fails is retried one item at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
 
 import structlog
 
 from arco_dispatch.clock import Clock, utc_now
 from arco_dispatch.message import MissingTaskRow
 from arco_dispatch.provider import EnqueueStatus
-from arco_dispatch.sending import Sender
+from arco_dispatch.sending import Outcome, Sender
 from arco_dispatch.summary import CycleError
 from arco_dispatcher.metrics import DispatcherMetrics
 from arco_orchestration.db import Database
-from arco_orchestration.facts import request_dispatch
-from arco_orchestration.scans import due_retries, pending_dispatches, ready_tasks
+from arco_orchestration.dispatch_batch import Enqueued, QueueNow, request_dispatches
+from arco_orchestration.facts import DispatchRequest
+from arco_orchestration.scans import TaskRef, due_retries, pending_dispatches, ready_tasks
 from arco_orchestration.scope import Scope
+from arco_orchestration.snapshots import DispatchSnapshot
 
 log = structlog.get_logger("arco.dispatcher")
+
+# Tasks (or PENDING rows) per transaction: large enough to amortise the round trips, small
+# enough that the run locks a batch holds delay callbacks of those runs only briefly.
+BATCH_SIZE = 100
+
+T = TypeVar("T")
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    """``items`` in consecutive lists of at most ``size``."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 @dataclass
@@ -81,65 +100,106 @@ class DispatchCycle:
 
     def _ready_phase(self, summary: DispatchSummary) -> dict[str, datetime]:
         """Request a dispatch for each READY task and due retry; returns, per requested
-        dispatch id, when its task became due (for the latency metric)."""
+        dispatch id left PENDING, when its task became due (for the latency metric)."""
         with self._db.transaction() as session:
             candidates = [
                 *ready_tasks(session, self._scope),
                 *due_retries(session, self._scope, now=self._clock()),
             ]
         became_due: dict[str, datetime] = {}
-        for ref in candidates:
-            try:
-                with self._db.transaction() as session:
-                    request = request_dispatch(
-                        session, self._scope, ref.run_id, ref.task_key, now=self._clock()
+        for chunk in batches(candidates, BATCH_SIZE):
+            for ref, outcome in zip(chunk, self._request(chunk), strict=True):
+                if isinstance(outcome, Exception):
+                    summary.errors.append(
+                        CycleError(
+                            "ready_dispatch_failed", f"{ref.run_id}:{ref.task_key}", str(outcome)
+                        )
                     )
-            except Exception as exc:  # noqa: BLE001 - one bad task never aborts the cycle
-                summary.errors.append(
-                    CycleError("ready_dispatch_failed", f"{ref.run_id}:{ref.task_key}", str(exc))
-                )
-                continue
-            if request is None:
-                # Dispatched meanwhile, or its run is being cancelled (then it was cancelled).
-                summary.ready_dispatch_skipped += 1
-                continue
-            summary.ready_dispatch_emitted += 1
-            if ref.at is not None:
-                became_due[request.dispatch_id] = ref.at
+                elif outcome is None:
+                    # Dispatched meanwhile, or its run is being cancelled (then cancelled).
+                    summary.ready_dispatch_skipped += 1
+                else:
+                    summary.ready_dispatch_emitted += 1
+                    if self._sender.queues_in_outbox:
+                        summary.dispatch_actions += 1
+                        self._enqueued(summary, outcome.dispatch_id, EnqueueStatus.ENQUEUED, ref.at)
+                    elif ref.at is not None:
+                        became_due[outcome.dispatch_id] = ref.at
         return became_due
+
+    def _request(self, refs: list[TaskRef]) -> list[DispatchRequest | Exception | None]:
+        """Request ``refs`` in one transaction; when it fails, one transaction per task so
+        that only the bad task fails."""
+        if len(refs) > 1:
+            try:
+                return list(self._request_batch(refs))
+            except Exception as exc:  # noqa: BLE001 - retried task by task below
+                log.warning("ready_batch_failed", tasks=len(refs), error=str(exc))
+        outcomes: list[DispatchRequest | Exception | None] = []
+        for ref in refs:
+            try:
+                outcomes.extend(self._request_batch([ref]))
+            except Exception as exc:  # noqa: BLE001 - one bad task never aborts the cycle
+                outcomes.append(exc)
+        return outcomes
+
+    def _request_batch(self, refs: list[TaskRef]) -> list[DispatchRequest | None]:
+        now = self._clock()
+        queue: QueueNow | None = None
+        if self._sender.queues_in_outbox:
+
+            def queue(dispatch: DispatchSnapshot) -> Enqueued:
+                return self._sender.queue_now(dispatch, now=now)
+
+        keys = [(ref.run_id, ref.task_key) for ref in refs]
+        with self._db.transaction() as session:
+            return request_dispatches(session, self._scope, keys, now=now, queue=queue)
 
     def _dispatch_phase(self, summary: DispatchSummary, became_due: dict[str, datetime]) -> None:
         with self._db.transaction() as session:
             dispatch_ids = pending_dispatches(session, self._scope)
-        for dispatch_id in dispatch_ids:
-            summary.dispatch_actions += 1
-            try:
-                result = self._sender.enqueue_pending(dispatch_id, now=self._clock())
-            except MissingTaskRow as exc:
-                self._fail(summary, "dispatch_unscoped", dispatch_id, str(exc))
-                continue
-            except Exception as exc:  # noqa: BLE001 - one bad row never aborts the cycle
-                self._fail(summary, "dispatch_enqueue_failed", dispatch_id, str(exc))
-                continue
-            if result is None:  # consumed or enqueued by another dispatcher meanwhile
-                continue
-            if self._metrics is not None:
-                self._metrics.enqueues.labels(outcome=result.status.value).inc()
-            if result.status is EnqueueStatus.ENQUEUED:
-                summary.dispatch_enqueued += 1
-            elif result.status is EnqueueStatus.DEDUPLICATED:
-                summary.dispatch_deduplicated += 1
-            elif result.status is EnqueueStatus.QUEUE_FULL:
-                self._fail(summary, "dispatch_queue_full", dispatch_id, "queue full")
-                continue
-            else:
-                self._fail(summary, "dispatch_enqueue_failed", dispatch_id, result.error or "error")
-                continue
-            log.info("enqueued", dispatch_id=dispatch_id, outcome=result.status.value)
-            due = became_due.get(dispatch_id)
-            if self._metrics is not None and due is not None:
-                latency = (self._clock() - due).total_seconds()
-                self._metrics.dispatch_latency.observe(max(latency, 0.0))
+        for chunk in batches(dispatch_ids, BATCH_SIZE):
+            for outcome in self._sender.enqueue_many(chunk, now=self._clock()):
+                summary.dispatch_actions += 1
+                self._handle(summary, outcome, became_due.get(outcome.dispatch_id))
+
+    def _handle(self, summary: DispatchSummary, outcome: Outcome, due: datetime | None) -> None:
+        dispatch_id, result = outcome.dispatch_id, outcome.result
+        if isinstance(outcome.error, MissingTaskRow):
+            self._fail(summary, "dispatch_unscoped", dispatch_id, str(outcome.error))
+        elif outcome.error is not None:
+            self._fail(summary, "dispatch_enqueue_failed", dispatch_id, str(outcome.error))
+        elif result is None:  # consumed or enqueued by another dispatcher meanwhile
+            return
+        elif result.status is EnqueueStatus.QUEUE_FULL:
+            self._count(result.status)
+            self._fail(summary, "dispatch_queue_full", dispatch_id, "queue full")
+        elif not result.accepted:
+            self._count(result.status)
+            self._fail(summary, "dispatch_enqueue_failed", dispatch_id, result.error or "error")
+        else:
+            self._enqueued(summary, dispatch_id, result.status, due)
+
+    def _count(self, status: EnqueueStatus) -> None:
+        if self._metrics is not None:
+            self._metrics.enqueues.labels(outcome=status.value).inc()
+
+    def _enqueued(
+        self,
+        summary: DispatchSummary,
+        dispatch_id: str,
+        status: EnqueueStatus,
+        due: datetime | None,
+    ) -> None:
+        self._count(status)
+        if status is EnqueueStatus.DEDUPLICATED:
+            summary.dispatch_deduplicated += 1
+        else:
+            summary.dispatch_enqueued += 1
+        log.info("enqueued", dispatch_id=dispatch_id, outcome=status.value)
+        if self._metrics is not None and due is not None:
+            latency = (self._clock() - due).total_seconds()
+            self._metrics.dispatch_latency.observe(max(latency, 0.0))
 
     def _fail(self, summary: DispatchSummary, kind: str, dispatch_id: str, message: str) -> None:
         """The row stays PENDING and is tried again next cycle."""

@@ -6,7 +6,8 @@
   so a synchronous worker holding its request until the task ends takes one slot and
   delays nothing else.
 - No transaction is open while a request is in flight: the claim and the outcome are two
-  short transactions, run in worker threads.
+  short transactions, run in worker threads. Successful outcomes that arrive while one is
+  being recorded are recorded together in the next transaction (one per batch, not per row).
 - The envelope is rendered at delivery time with a freshly minted token (never stored).
 - Failures are retried with exponential backoff and jitter, or after the worker's
   ``Retry-After``; after ``ARCO_FLOW_DELIVERY_MAX_ATTEMPTS`` the row is given up and left
@@ -36,14 +37,17 @@ import structlog
 
 from arco_dispatch.backoff import delivery_backoff, retry_after
 from arco_dispatch.clock import Clock, utc_now, wait_event
+from arco_dispatch.http_clients import ClientPools
 from arco_dispatch.message import EnvelopeFactory, MissingTaskRow, envelope_body
 from arco_dispatch.settings import FlowSettings
 from arco_orchestration.db import Database
 from arco_orchestration.delivery import (
+    Delivered,
     DeliveryClaim,
     claim_due_deliveries,
     next_delivery_due,
     record_delivered,
+    record_deliveries,
     record_delivery_failure,
     release_claim,
 )
@@ -143,12 +147,11 @@ class DeliveryPump:
         # Jitter only spreads retries out; it needs no cryptographic randomness.
         self._rng = rng or random.Random()  # noqa: S311
         self._observe = observe
-        # trust_env=False: worker URLs are internal and must not go through a proxy.
-        self._client = httpx.AsyncClient(
-            trust_env=False,
-            limits=httpx.Limits(max_connections=policy.concurrency),
-        )
+        self._clients = ClientPools(policy.concurrency)
         self._in_flight: dict[asyncio.Task[DeliveryOutcome], DeliveryClaim] = {}
+        # Successful deliveries waiting to be recorded, and the task recording them.
+        self._delivered: list[tuple[Delivered, asyncio.Future[None]]] = []
+        self._recorder: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
@@ -204,7 +207,9 @@ class DeliveryPump:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self._client.aclose()
+        if self._recorder is not None:  # outcomes already answered are still recorded
+            await asyncio.gather(self._recorder, return_exceptions=True)
+        await self._clients.aclose()
 
     def _finished(self, task: asyncio.Task[DeliveryOutcome]) -> None:
         self._in_flight.pop(task, None)
@@ -241,9 +246,50 @@ class DeliveryPump:
             await asyncio.to_thread(self._release, claim)
             self._report(DeliveryOutcome.RELEASED, claim, None)
             raise
-        outcome = await asyncio.to_thread(self._record, claim, answer)
+        if answer.status is not None and 200 <= answer.status < 300:
+            await self._record_delivered(Delivered(claim, answer.status))
+            outcome = DeliveryOutcome.DELIVERED
+        else:
+            outcome = await asyncio.to_thread(self._record, claim, answer)
         self._report(outcome, claim, answer)
         return outcome
+
+    async def _record_delivered(self, delivered: Delivered) -> None:
+        """Record a 2xx answer with the others that arrive while a batch is being recorded:
+        at low load that is one row at once, under load one transaction per batch."""
+        done = asyncio.get_running_loop().create_future()
+        self._delivered.append((delivered, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_batches())
+        await done
+
+    async def _record_batches(self) -> None:
+        while self._delivered:
+            batch, self._delivered = self._delivered, []
+            try:
+                await asyncio.to_thread(self._record_all, [item for item, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to each waiting delivery
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    def _record_all(self, batch: list[Delivered]) -> None:
+        """One transaction for the batch; when it fails, one per row, as :meth:`_record`
+        (a claim that no longer holds its row changes nothing either way)."""
+        try:
+            with self._db.transaction() as session:
+                record_deliveries(session, self._scope, batch, now=self._clock())
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                raise
+            log.warning("delivered_batch_failed", rows=len(batch), error=str(exc))
+        for item in batch:
+            self._record(item.claim, _Answer(status=item.status))
 
     async def _post(self, claim: DeliveryClaim) -> _Answer:
         try:
@@ -252,8 +298,8 @@ class DeliveryPump:
             return _Answer(status=None, error=str(exc), final=True)
         deadline = self.policy.deadline.total_seconds()
         try:
-            async with asyncio.timeout(deadline):
-                response = await self._client.post(
+            async with asyncio.timeout(deadline), self._clients.client() as client:
+                response = await client.post(
                     self._target,
                     content=envelope_body(envelope),
                     headers=self._headers,

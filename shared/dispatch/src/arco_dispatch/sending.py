@@ -3,18 +3,23 @@ enqueue and the sweeper's re-send (same envelope, same token minting, same heade
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+import structlog
 
 from arco_dispatch.message import EnvelopeFactory, envelope_body, envelope_keys
 from arco_dispatch.provider import EnqueueResult, EnqueueStatus, Provider
 from arco_envelope import cloud_task_name
 from arco_orchestration.db import Database
+from arco_orchestration.dispatch_batch import Enqueued, record_enqueues
 from arco_orchestration.facts import record_enqueued
 from arco_orchestration.scope import Scope
-from arco_orchestration.snapshots import DispatchSnapshot, load_dispatch
+from arco_orchestration.snapshots import DispatchSnapshot, load_dispatch, load_dispatches
 from arco_orchestration.states import OutboxStatus
+
+log = structlog.get_logger("arco.dispatch.sending")
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,16 @@ class Sent:
 
     result: EnqueueResult
     envelope_keys: list[str]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one PENDING row: the provider's answer (``None`` when the row is gone
+    or no longer PENDING), or the error that kept it PENDING."""
+
+    dispatch_id: str
+    result: EnqueueResult | None = None
+    error: Exception | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,87 @@ class Sender:
             name, self.target, envelope_body(envelope), self.headers, self.deadline
         )
         return Sent(result=result, envelope_keys=envelope_keys(envelope))
+
+    @property
+    def queues_in_outbox(self) -> bool:
+        """Whether the provider's queue is the outbox row (the http provider): a dispatch
+        is then queued in the transaction that requests it (:meth:`queue_now`)."""
+        return self.provider.push_delivery
+
+    def queue_now(self, dispatch: DispatchSnapshot, *, now: datetime) -> Enqueued:
+        """The enqueue of a push-delivery dispatch, recorded as it is requested. Its
+        provider accepts every message and the pump renders the envelope again at each
+        delivery, so the envelope is built here only for the key set in the history."""
+        envelope = self.envelopes.build(dispatch, now=now)
+        name = cloud_task_name(dispatch.dispatch_id)
+        return Enqueued(dispatch.dispatch_id, dispatch.run_id, name, envelope_keys(envelope))
+
+    def enqueue_many(self, dispatch_ids: Sequence[str], *, now: datetime) -> list[Outcome]:
+        """:meth:`enqueue_pending` for many rows: one transaction loads them, the provider
+        gets each message (no transaction open), one transaction records the accepted
+        ones. A crash before that record leaves the rows PENDING: the next cycle sends
+        them again under the same names, which the provider deduplicates."""
+        with self.db.transaction() as session:
+            dispatches = load_dispatches(session, self.scope, dispatch_ids)
+        outcomes: dict[str, Outcome] = {}
+        accepted: list[Enqueued] = []
+        for dispatch_id in dispatch_ids:
+            dispatch = dispatches.get(dispatch_id)
+            if dispatch is None or dispatch.status != OutboxStatus.PENDING:
+                outcomes[dispatch_id] = Outcome(dispatch_id)
+                continue
+            name = cloud_task_name(dispatch_id)
+            try:
+                sent = self.send(dispatch, name=name, now=now)
+            except Exception as exc:  # noqa: BLE001 - reported per row by the caller
+                outcomes[dispatch_id] = Outcome(dispatch_id, error=exc)
+                continue
+            outcomes[dispatch_id] = Outcome(dispatch_id, result=sent.result)
+            if sent.result.accepted:
+                accepted.append(
+                    Enqueued(
+                        dispatch_id,
+                        dispatch.run_id,
+                        name,
+                        sent.envelope_keys,
+                        deduplicated=sent.result.status is EnqueueStatus.DEDUPLICATED,
+                    )
+                )
+        for dispatch_id, failure in self._record_many(accepted, now=now).items():
+            outcomes[dispatch_id] = Outcome(dispatch_id, error=failure)
+        return [outcomes[dispatch_id] for dispatch_id in dispatch_ids]
+
+    def _record_many(self, accepted: list[Enqueued], *, now: datetime) -> dict[str, Exception]:
+        """Record the acknowledgements in one transaction; when that fails, one transaction
+        per row, so one bad row keeps only itself PENDING. Returns the rows that failed."""
+        if not accepted:
+            return {}
+        try:
+            with self.db.transaction() as session:
+                record_enqueues(
+                    session,
+                    self.scope,
+                    accepted,
+                    now=now,
+                    push_delivery=self.provider.push_delivery,
+                )
+            return {}
+        except Exception as exc:  # noqa: BLE001 - retried row by row below
+            log.warning("enqueue_batch_failed", rows=len(accepted), error=str(exc))
+        failed: dict[str, Exception] = {}
+        for ack in accepted:
+            try:
+                with self.db.transaction() as session:
+                    record_enqueues(
+                        session,
+                        self.scope,
+                        [ack],
+                        now=now,
+                        push_delivery=self.provider.push_delivery,
+                    )
+            except Exception as exc:  # noqa: BLE001 - this row stays PENDING
+                failed[ack.dispatch_id] = exc
+        return failed
 
     def _record_enqueued(
         self, dispatch: DispatchSnapshot, sent: Sent, *, name: str, now: datetime

@@ -19,13 +19,21 @@ A delivery that reaches the worker removes nothing here: the row goes away when 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
-from arco_orchestration.facts import EventKind, add_event, get_task, lock_run
+from arco_orchestration.facts import (
+    EventKind,
+    add_event,
+    get_task,
+    get_tasks,
+    lock_run,
+    lock_runs,
+)
 from arco_orchestration.models import DispatchOutbox
 from arco_orchestration.scope import Scope
 from arco_orchestration.snapshots import DispatchSnapshot
@@ -76,6 +84,7 @@ def claim_due_deliveries(
         .with_for_update(skip_locked=True)
         .execution_options(populate_existing=True)
     ).all()
+    tasks = get_tasks(session, scope, ((row.run_id, row.task_key) for row in rows))
     claims: list[DeliveryClaim] = []
     for row in rows:
         token = f"{owner[: LEASE_OWNER_MAX - 17]}:{uuid.uuid4().hex[:16]}"
@@ -84,7 +93,7 @@ def claim_due_deliveries(
         row.next_delivery_at = now + lease
         row.delivery_attempts += 1
         row.row_version += 1
-        task = get_task(session, scope, row.run_id, row.task_key)
+        task = tasks.get((row.run_id, row.task_key))
         claims.append(
             DeliveryClaim(
                 dispatch=DispatchSnapshot.of(row, task),
@@ -161,6 +170,63 @@ def record_delivered(
             },
         )
     return True
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A claim whose delivery the worker answered with 2xx ``status``."""
+
+    claim: DeliveryClaim
+    status: int
+
+
+def record_deliveries(
+    session: Session, scope: Scope, delivered: Sequence[Delivered], *, now: datetime
+) -> set[str]:
+    """:func:`record_delivered` for many claims in one transaction (runs locked first, in
+    order). Returns the lease tokens of the claims that still held their row."""
+    if not delivered:
+        return set()
+    lock_runs(session, scope, (item.claim.dispatch.run_id for item in delivered))
+    by_token = {item.claim.lease_token: item for item in delivered}
+    rows = session.scalars(
+        select(DispatchOutbox)
+        .where(
+            DispatchOutbox.dispatch_id.in_(
+                sorted({i.claim.dispatch.dispatch_id for i in delivered})
+            ),
+            *_scoped(scope),
+        )
+        .order_by(DispatchOutbox.dispatch_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    held = [(row, by_token[row.lease_owner]) for row in rows if row.lease_owner in by_token]
+    tasks = get_tasks(session, scope, ((row.run_id, row.task_key) for row, _ in held))
+    for row, item in held:
+        row.lease_owner = None
+        row.lease_expires_at = None
+        row.row_version += 1
+        row.delivery_state = DeliveryState.DELIVERED.value
+        row.delivered_at = now
+        row.next_delivery_at = None
+        row.last_delivery_status = item.status
+        row.last_delivery_error = None
+        task = tasks.get((row.run_id, row.task_key))
+        if task is not None and task.attempt == item.claim.dispatch.attempt:
+            add_event(
+                session,
+                task,
+                EventKind.DISPATCH_DELIVERED,
+                now,
+                from_state=task.state,
+                detail={
+                    "dispatchId": row.dispatch_id,
+                    "status": item.status,
+                    "deliveryAttempt": item.claim.delivery_attempt,
+                },
+            )
+    return {item.claim.lease_token for _, item in held}
 
 
 def record_delivery_failure(

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
@@ -101,6 +101,25 @@ def lock_run(session: Session, scope: Scope, run_id: str) -> Run | None:
     return session.scalars(stmt).one_or_none()
 
 
+def lock_runs(session: Session, scope: Scope, run_ids: Iterable[str]) -> dict[str, Run]:
+    """:func:`lock_run` for many runs, in one query and in ``run_id`` order, so that two
+    callers locking several runs take them in the same order (no deadlock)."""
+    wanted = sorted(set(run_ids))
+    if not wanted:
+        return {}
+    stmt = (
+        select(Run)
+        .where(
+            Run.run_id.in_(wanted),
+            Run.tenant_id == scope.tenant_id,
+            Run.workspace_id == scope.workspace_id,
+        )
+        .order_by(Run.run_id)
+        .with_for_update()
+    )
+    return {run.run_id: run for run in session.scalars(stmt)}
+
+
 def get_task(session: Session, scope: Scope, run_id: str, task_key: str) -> Task | None:
     stmt = select(Task).where(
         Task.run_id == run_id,
@@ -109,6 +128,21 @@ def get_task(session: Session, scope: Scope, run_id: str, task_key: str) -> Task
         Task.workspace_id == scope.workspace_id,
     )
     return session.scalars(stmt).one_or_none()
+
+
+def get_tasks(
+    session: Session, scope: Scope, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Task]:
+    """The task rows of these ``(run_id, task_key)`` pairs in this scope, in one query."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    stmt = select(Task).where(
+        tuple_(Task.run_id, Task.task_key).in_(wanted),
+        Task.tenant_id == scope.tenant_id,
+        Task.workspace_id == scope.workspace_id,
+    )
+    return {(task.run_id, task.task_key): task for task in session.scalars(stmt)}
 
 
 def notify_dispatcher(session: Session, run_id: str) -> None:
@@ -128,9 +162,12 @@ def add_event(
     from_state: str | None = None,
     detail: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    guarded: bool = True,
 ) -> TaskEvent | None:
     """Append a task event. With an idempotency key, returns ``None`` (and writes nothing)
-    when that key was already applied."""
+    when that key was already applied. ``guarded=False`` skips that check's savepoint for
+    callers that rule a repeat out under the run lock: a repeat then fails the whole
+    transaction on the unique key instead."""
     event = TaskEvent(
         tenant_id=task.tenant_id,
         workspace_id=task.workspace_id,
@@ -145,7 +182,7 @@ def add_event(
         at=at,
         detail=detail,
     )
-    if idempotency_key is None:
+    if idempotency_key is None or not guarded:
         session.add(event)
         return event
     # Flush pending changes first so a duplicate key rolls back only this event's savepoint.
@@ -471,6 +508,35 @@ def request_dispatch(
     task = get_task(session, scope, run_id, task_key) if run else None
     if run is None or task is None:
         return None
+    requested = apply_dispatch_request(
+        session,
+        run,
+        task,
+        now=now,
+        worker_queue=worker_queue,
+        attempt=attempt,
+        exists=lambda dispatch: session.get(DispatchOutbox, dispatch) is not None,
+    )
+    if requested is None:
+        return None
+    notify_dispatcher(session, run_id)
+    return requested[0]
+
+
+def apply_dispatch_request(
+    session: Session,
+    run: Run,
+    task: Task,
+    *,
+    now: datetime,
+    exists: Callable[[str], bool],
+    worker_queue: str = DEFAULT_WORKER_QUEUE,
+    attempt: int | None = None,
+    guarded: bool = True,
+) -> tuple[DispatchRequest, DispatchOutbox] | None:
+    """The body of :func:`request_dispatch` for a run the caller has locked and its task;
+    ``exists`` tells whether an outbox row of a dispatch id is there already. Sends no
+    NOTIFY (the caller does, once). ``guarded`` as for :func:`add_event`."""
     state = TaskState(task.state)
     if state not in (TaskState.READY, TaskState.RETRY_WAIT):
         return None
@@ -483,16 +549,16 @@ def request_dispatch(
         return None
     if state is TaskState.RETRY_WAIT and next_attempt > task.max_attempts:
         return None
-    dispatch = make_dispatch_id(run_id, task_key, next_attempt)
-    if session.get(DispatchOutbox, dispatch) is not None:
+    dispatch = make_dispatch_id(task.run_id, task.task_key, next_attempt)
+    if exists(dispatch):
         return None
     new_attempt_id = deterministic_attempt_id(dispatch)
     row = DispatchOutbox(
         dispatch_id=dispatch,
-        tenant_id=scope.tenant_id,
-        workspace_id=scope.workspace_id,
-        run_id=run_id,
-        task_key=task_key,
+        tenant_id=task.tenant_id,
+        workspace_id=task.workspace_id,
+        run_id=task.run_id,
+        task_key=task.task_key,
         attempt=next_attempt,
         attempt_id=new_attempt_id,
         worker_queue=worker_queue,
@@ -520,19 +586,20 @@ def request_dispatch(
             from_state=previous,
             detail={"dispatchId": dispatch},
             idempotency_key=f"dispatch_req:{dispatch}",
+            guarded=guarded,
         )
         is None
     ):
         raise RuntimeError(f"dispatch {dispatch} was requested twice under the run lock")
-    notify_dispatcher(session, run_id)
-    return DispatchRequest(
+    request = DispatchRequest(
         dispatch_id=dispatch,
-        run_id=run_id,
-        task_key=task_key,
+        run_id=task.run_id,
+        task_key=task.task_key,
         attempt=next_attempt,
         attempt_id=new_attempt_id,
         worker_queue=worker_queue,
     )
+    return request, row
 
 
 def recreate_dispatch(

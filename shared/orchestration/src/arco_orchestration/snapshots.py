@@ -4,13 +4,14 @@ provider is called with no transaction open)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arco_orchestration.facts import get_task
+from arco_orchestration.facts import get_task, get_tasks
 from arco_orchestration.models import DispatchOutbox, Task
 from arco_orchestration.scope import Scope
 
@@ -96,6 +97,26 @@ def load_dispatch(session: Session, scope: Scope, dispatch_id: str) -> DispatchS
     if row is None:
         return None
     return DispatchSnapshot.of(row, get_task(session, scope, row.run_id, row.task_key))
+
+
+def load_dispatches(
+    session: Session, scope: Scope, dispatch_ids: Sequence[str]
+) -> dict[str, DispatchSnapshot]:
+    """:func:`load_dispatch` for many rows, in two queries; rows that are gone are absent."""
+    if not dispatch_ids:
+        return {}
+    rows = session.scalars(
+        select(DispatchOutbox).where(
+            DispatchOutbox.dispatch_id.in_(sorted(set(dispatch_ids))),
+            DispatchOutbox.tenant_id == scope.tenant_id,
+            DispatchOutbox.workspace_id == scope.workspace_id,
+        )
+    ).all()
+    tasks = get_tasks(session, scope, ((row.run_id, row.task_key) for row in rows))
+    return {
+        row.dispatch_id: DispatchSnapshot.of(row, tasks.get((row.run_id, row.task_key)))
+        for row in rows
+    }
 
 
 def load_task(session: Session, scope: Scope, run_id: str, task_key: str) -> TaskSnapshot | None:
