@@ -31,6 +31,10 @@ SCANS: dict[str, tuple[Callable[[Session], object], str]] = {
         lambda s: scans.silent_running(s, SCOPE, deadline_before=T0),
         "ix_tasks_state_heartbeat_deadline",
     ),
+    "cancelled": (
+        lambda s: scans.unstarted_of_cancelled_runs(s, SCOPE),
+        "ix_tasks_state_tenant_id_workspace_id",
+    ),
     "pending": (
         lambda s: scans.pending_dispatches(s, SCOPE),
         "ix_dispatch_outbox_status_created_at",

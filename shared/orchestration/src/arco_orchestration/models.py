@@ -183,6 +183,9 @@ class Task(Base):
         Index("ix_tasks_state_retry_not_before", "state", "retry_not_before"),
         Index("ix_tasks_state_heartbeat_deadline", "state", "heartbeat_deadline"),
         Index("ix_tasks_state_dispatched_at", "state", "dispatched_at"),
+        # The sweeper's scan of unstarted tasks of cancelled runs (state and scope only):
+        # without it SQLite reads every task of the workspace through the task_key index.
+        Index("ix_tasks_state_tenant_id_workspace_id", "state", "tenant_id", "workspace_id"),
     )
 
 
