@@ -53,6 +53,8 @@ class BenchStack:
             "ARCO_FLOW_DISPATCH_CONCURRENCY": "64",
             "ARCO_FLOW_DISPATCH_POLL_MS": "20",
             "ARCO_LOG_LEVEL": "warning",
+            # Extra worker processes join the first on its port (measure_throughput).
+            "ARCO_WORKER_REUSE_PORT": "true",
         }
         self.env = stack_environment(
             data_dir, ports=ports, database_url=database_url, overrides=overrides
@@ -65,6 +67,7 @@ class BenchStack:
             else spec
             for spec in service_specs(ports)
         ]
+        self.worker_spec = next(spec for spec in specs if spec.name == "worker")
         self.stack = Stack(data_dir, self.env)
         services = [self.stack.start(spec) for spec in specs]
         for service in services:
@@ -86,6 +89,13 @@ class BenchStack:
                 )
                 or 0
             )
+
+    def add_workers(self, total: int) -> None:
+        """Run ``total`` worker processes on the worker port (SO_REUSEPORT)."""
+        running = sum(1 for service in self.stack.services if service.spec.command == "arco-worker")
+        for index in range(running + 1, total + 1):
+            spec = replace(self.worker_spec, name=f"worker-{index}")
+            self.stack.wait_ready(self.stack.start(spec), timeout=120)
 
     def peak_rss_mb(self) -> dict[str, float]:
         peaks: dict[str, float] = {}
@@ -160,8 +170,9 @@ def _table(results: dict[str, Any]) -> str:
     rows = [
         "| backend | trigger -> enqueued p50/p95/p99 ms | trigger -> /started p50/p95/p99 ms "
         "| independent runs tasks/s | one wide run tasks/s "
+        "| same, several worker processes "
         "| peak RSS MB (api, dispatcher, sweeper, worker) |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     missing = {"p50": "-", "p95": "-", "p99": "-"}
     for backend, figures in results["backends"].items():
@@ -171,11 +182,19 @@ def _table(results: dict[str, Any]) -> str:
             figures["peak_rss_mb"],
         )
         enq, sta = lat.get("to_enqueued_ms", missing), lat.get("to_started_ms", missing)
+        several = figures.get("throughput_workers")
+        several_cell = (
+            f"{several['independent_runs_tasks_per_s']} / {several['wide_run_tasks_per_s']} "
+            f"({several['worker_processes']} processes)"
+            if several
+            else "-"
+        )
         rows.append(
             f"| {backend} | {enq['p50']} / {enq['p95']} / {enq['p99']} "
             f"| {sta['p50']} / {sta['p95']} / {sta['p99']} "
             f"| {thr.get('independent_runs_tasks_per_s', '-')} "
             f"| {thr.get('wide_run_tasks_per_s', '-')} "
+            f"| {several_cell} "
             f"| {rss.get('api')}, {rss.get('dispatcher')}, {rss.get('sweeper')}, "
             f"{rss.get('worker')} |"
         )
@@ -194,6 +213,12 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--latency-runs", type=int, default=200)
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=4,
+        help="the throughput runs again with this many worker processes (1: once only)",
+    )
     parser.add_argument("--only", default=",".join(PARTS), help=f"any of {', '.join(PARTS)}")
     callbacks.add_arguments(parser)
     sweep.add_arguments(parser)
@@ -228,6 +253,18 @@ def main() -> None:
             if "throughput" in only:
                 figures["throughput"] = measure_throughput(bench, args.tasks)
                 print(f"{backend}: throughput {json.dumps(figures['throughput'])}", flush=True)
+                if args.worker_processes > 1:
+                    bench.add_workers(args.worker_processes)
+                    several = measure_throughput(bench, args.tasks)
+                    figures["throughput_workers"] = {
+                        "worker_processes": args.worker_processes,
+                        **several,
+                    }
+                    print(
+                        f"{backend}: throughput, {args.worker_processes} worker processes "
+                        f"{json.dumps(several)}",
+                        flush=True,
+                    )
             figures["peak_rss_mb"] = bench.peak_rss_mb()
             print(f"{backend}: peak RSS MB {json.dumps(figures['peak_rss_mb'])}", flush=True)
             results["backends"][backend] = figures

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from services.worker.tests.worker_test_support import (
     FAST_OPTIONS,
     SECRET,
     FakeCallbackApi,
+    console_script,
     free_port,
     make_envelope,
     make_settings,
@@ -82,11 +82,6 @@ def test_shutdown_lets_handlers_finish_then_fails_the_rest(api: FakeCallbackApi)
     assert api.requests(task_id=late_env["taskId"]) == []
 
 
-def _console_script() -> list[str]:
-    script = Path(sys.executable).with_name("arco-worker")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "arco_worker.cli"]
-
-
 def test_sigterm_with_a_running_task_reports_failed_infrastructure(
     api: FakeCallbackApi, tmp_path: Path
 ) -> None:
@@ -107,7 +102,7 @@ def test_sigterm_with_a_running_task_reports_failed_infrastructure(
     headers = {DISPATCH_SECRET_HEADER: SECRET}
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(  # noqa: S603 - our own console script
-            _console_script(), env=env, stdout=log_file, stderr=subprocess.STDOUT
+            console_script(), env=env, stdout=log_file, stderr=subprocess.STDOUT
         )
         try:
             with httpx.Client(base_url=url, timeout=5) as http:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -236,6 +238,12 @@ def served(app: ASGIApp) -> Iterator[ServedApp]:
         yield server
     finally:
         server.stop()
+
+
+def console_script() -> list[str]:
+    """The command of ``arco-worker`` in this environment."""
+    script = Path(sys.executable).with_name("arco-worker")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "arco_worker.cli"]
 
 
 def worker_env(api_url: str, **overrides: str) -> dict[str, str]:

@@ -57,7 +57,8 @@ class Service:
 
     @property
     def ready_url(self) -> str:
-        path = "/health" if self.spec.name == "worker" else "/ready"
+        # The worker has no database to be ready for: it serves /health only.
+        path = "/health" if self.spec.command == "arco-worker" else "/ready"
         return f"http://127.0.0.1:{self.spec.port}{path}"
 
     def failure(self) -> str | None:

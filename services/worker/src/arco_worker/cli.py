@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import importlib
 import signal
+import socket
 import sys
 from types import FrameType
 
@@ -109,7 +110,12 @@ def serve(
         log_config=None,  # stdlib records go through our JSON formatter
         ws="none",
     )
-    GracefulServer(config, app.state.service).run()
+    sockets = None
+    if settings.reuse_port:
+        # Each process binds its own socket; with SO_REUSEPORT on all of them the kernel
+        # balances new connections between the processes.
+        sockets = [socket.create_server((settings.http_host, settings.http_port), reuse_port=True)]
+    GracefulServer(config, app.state.service).run(sockets=sockets)
 
 
 def run(worker: Worker | None = None, spec: str | None = None) -> int:

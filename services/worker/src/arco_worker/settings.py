@@ -51,6 +51,9 @@ class WorkerSettings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", validation_alias="ARCO_HTTP_HOST")
     http_port: int = Field(default=8090, ge=1, le=65535, validation_alias="ARCO_HTTP_PORT")
     concurrency: int = Field(default=4, ge=1, validation_alias="ARCO_WORKER_CONCURRENCY")
+    # Several worker processes may listen on one port (SO_REUSEPORT): the kernel spreads
+    # the dispatcher's connections over them, so one host uses all its cores.
+    reuse_port: bool = Field(default=False, validation_alias="ARCO_WORKER_REUSE_PORT")
     cancel_grace_secs: float = Field(
         default=30.0, ge=0, validation_alias="ARCO_WORKER_CANCEL_GRACE_SECS"
     )
