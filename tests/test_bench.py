@@ -1,0 +1,43 @@
+"""``make bench`` keeps working: the callback and sweep benchmarks run end to end at a tiny
+size (figures are not checked, only that every request and repair went as the benchmark
+requires). The stack benchmarks drive the same launcher as the e2e suite."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+from bench import callbacks, sweep
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _backends() -> list[str]:
+    return ["sqlite", "postgres"] if os.environ.get("ARCO_TEST_DATABASE_URL") else ["sqlite"]
+
+
+def _args(**values: object) -> argparse.Namespace:
+    postgres = os.environ.get("ARCO_TEST_DATABASE_URL", "")
+    return argparse.Namespace(postgres=postgres, **values)
+
+
+def test_the_callback_benchmark_runs(tmp_path: Path) -> None:
+    args = _args(callback_requests=20, callback_clients=2)
+    results = callbacks.run(_backends(), args, tmp_path, tmp_path / "performance.md")
+    assert (tmp_path / "callbacks.json").exists()
+    for backend in _backends():
+        figures = results["backends"][backend]
+        for endpoint in ("ours", "baseline"):
+            assert figures[endpoint]["requests"] == 20
+            assert figures[endpoint]["non_200"] == {}, figures
+        assert figures["ratio"] > 0
+
+
+def test_the_sweep_benchmark_runs(tmp_path: Path) -> None:
+    args = _args(sweep_small_rows=100, sweep_rows=1000, sweep_repetitions=1)
+    results = sweep.run(_backends(), args, tmp_path, tmp_path / "performance.md")
+    assert (tmp_path / "sweep.json").exists()
+    for backend in _backends():
+        assert results["backends"][backend]["ratio"] > 0
