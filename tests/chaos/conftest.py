@@ -84,6 +84,10 @@ def start_stack(
         TASKS_ENV: str(tasks),
         "ARCO_WORKER_CONCURRENCY": str(worker_concurrency),
         "ARCO_LOG_LEVEL": "info",
+        # The sweeper's safety nets within a minute, so the run ends within the test's time
+        # even if a crash strands a task where only a repair can reach it.
+        "ARCO_FLOW_SWEEP_STUCK_READY_SECS": "30",
+        "ARCO_FLOW_SWEEP_STUCK_DISPATCHED_SECS": "60",
     }
     ports = Ports.free()
     env = stack_environment(data_dir, ports=ports, database_url=database_url, overrides=overrides)
