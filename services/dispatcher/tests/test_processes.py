@@ -80,7 +80,7 @@ def test_a_killed_dispatcher_loses_nothing_and_repeats_no_answered_delivery(
         database_url,
         worker.url,
         ARCO_FLOW_DISPATCH_CONCURRENCY=str(CONCURRENCY),
-        # The lease a killed dispatcher leaves behind lasts deadline + grace.
+        # The lease a killed dispatcher leaves behind lasts the grace (at least 5 s).
         ARCO_FLOW_TASK_TIMEOUT_SECS="2",
         ARCO_FLOW_DELIVERY_LEASE_GRACE_SECS="0",
     )

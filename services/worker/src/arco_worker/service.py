@@ -25,9 +25,13 @@ from arco_worker.settings import WorkerSettings
 log = structlog.get_logger(__name__)
 
 # Retry-After values (seconds). A duplicate in flight is retried soon, as upstream does; a
-# busy or shutting-down worker asks for a longer pause so another instance can take it.
+# shutting-down worker asks for a longer pause so another instance can take it.
 RETRY_AFTER_IN_FLIGHT = 1
-RETRY_AFTER_BUSY = 5
+# A full worker frees a slot whenever any handler ends, which is usually well within a
+# second, and Retry-After counts whole seconds: 1 is the shortest wait it can ask for. The
+# dispatcher's own backpressure (a claiming pause and a smaller in-flight limit after a
+# 429) keeps such a short wait from turning into a stream of refused requests.
+RETRY_AFTER_BUSY = 1
 RETRY_AFTER_UNAVAILABLE = 10
 RETRY_AFTER_SHUTTING_DOWN = 5
 

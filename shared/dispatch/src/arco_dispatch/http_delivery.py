@@ -1,7 +1,7 @@
 """The http provider's delivery pump: POSTs queued outbox rows to the worker.
 
 - Claims due rows with a lease (``arco_orchestration.delivery``), only as many as it has
-  free delivery slots (``ARCO_FLOW_DISPATCH_CONCURRENCY``).
+  free delivery slots (``ARCO_FLOW_DISPATCH_CONCURRENCY``, narrowed by backpressure below).
 - Each delivery is an asyncio task with its own deadline (``ARCO_FLOW_TASK_TIMEOUT_SECS``),
   so a synchronous worker holding its request until the task ends takes one slot and
   delays nothing else.
@@ -12,8 +12,36 @@
 - Failures are retried with exponential backoff and jitter, or after the worker's
   ``Retry-After``; after ``ARCO_FLOW_DELIVERY_MAX_ATTEMPTS`` the row is given up and left
   to the sweeper's bounded re-dispatch.
-- A pump that dies keeps its leases until they expire (deadline + grace); then any pump
-  delivers those rows again.
+
+Leases. A claim holds its row for a short lease (``ARCO_FLOW_DELIVERY_LEASE_GRACE_SECS``,
+at least :data:`MIN_LEASE`), and while the pump runs it renews the leases of all its
+deliveries in flight every third of the lease, in one statement. A delivery may thus
+last its whole deadline, yet the rows of a pump that dies (SIGKILL, lost host) come due
+again about one lease later, for any pump. A delivery whose lease was not renewed (its
+row consumed by ``/started``, or taken over after the lease ran out) carries on: as
+before, its outcome is recorded only if the claim still holds the row, so a late answer
+changes nothing. A renewal that fails (database down) is logged and tried again at the
+next interval; it never stops the pump.
+
+Backpressure. A worker that is full answers 429 (its ``Retry-After`` says when to try
+again). That answer is about the worker, not about the row, so:
+
+- the row is queued again after ``Retry-After`` (``ARCO_FLOW_DELIVERY_BACKOFF_MIN_MS``
+  when absent) without spending one of its ``ARCO_FLOW_DELIVERY_MAX_ATTEMPTS``; a worker
+  that stays busy for good is still bounded by the sweeper's re-dispatch limit;
+- the pump slows down (AIMD, as TCP and queue consumers do): each 429 halves its limit of
+  deliveries in flight (down to one) and pauses claiming until the worker's
+  ``Retry-After`` (at most :data:`MAX_BUSY_PAUSE`); each 2xx raises the limit by one, up
+  to ``ARCO_FLOW_DISPATCH_CONCURRENCY``.
+
+The pause is what matters with the reference worker: it answers 202 at once and keeps
+its slot until the handler ends, so the pump's own in-flight count says nothing about
+the worker's load, and a limit alone would still let the pump probe it in a tight loop.
+After a pause the pump starts small and doubles per round trip, so a burst into a full
+worker costs a few 429s instead of one per free pump slot. Other failures (5xx, timeouts)
+leave the limit alone: they are the row's backoff, as before. One pump sees one target;
+with several worker replicas behind it, one busy replica slows the pump for all of them
+(the safe side).
 
 This is the home-made part of the stack's dispatch. On GCP the ``cloudtasks`` provider
 replaces it: Cloud Tasks then owns delivery, retries, rate limits and deadlines, and the
@@ -31,6 +59,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from http import HTTPStatus
 
 import httpx
 import structlog
@@ -50,6 +79,7 @@ from arco_orchestration.delivery import (
     record_deliveries,
     record_delivery_failure,
     release_claim,
+    renew_leases,
 )
 from arco_orchestration.scope import Scope
 
@@ -58,6 +88,13 @@ log = structlog.get_logger("arco.dispatch.delivery")
 CONNECT_TIMEOUT_SECS = 10.0
 # Shortest pause when rows are due but none could be claimed (another pump holds them).
 MIN_IDLE_WAIT_SECS = 0.05
+# Shortest lease, whatever the grace setting says (0 is allowed there): a renewal must
+# commit within two thirds of it, even on a loaded database, or another pump may deliver
+# the row a second time while this one is still waiting for the worker.
+MIN_LEASE = timedelta(seconds=5)
+# Longest claiming pause after a 429: the refused row honours a longer Retry-After, but
+# the pump probes the worker again with one delivery at least this often.
+MAX_BUSY_PAUSE = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -74,8 +111,14 @@ class DeliveryPolicy:
 
     @property
     def lease(self) -> timedelta:
-        """How long a claim holds its row: a delivery may take the whole deadline."""
-        return self.deadline + self.lease_grace
+        """How long a claim holds its row unless renewed (see the module doc)."""
+        return max(self.lease_grace, MIN_LEASE)
+
+    @property
+    def renew_every(self) -> timedelta:
+        """How often the leases of deliveries in flight are renewed: two renewals may
+        fail before a lease runs out."""
+        return self.lease / 3
 
     @classmethod
     def from_settings(cls, settings: FlowSettings, *, poll: timedelta) -> DeliveryPolicy:
@@ -95,6 +138,7 @@ class DeliveryOutcome(StrEnum):
     """How one delivery ended."""
 
     DELIVERED = "delivered"  # the worker answered 2xx
+    BUSY = "busy"  # the worker answered 429; queued again, no attempt spent
     RETRY = "retry"  # failed; queued again
     GAVE_UP = "gave_up"  # failed for the last time
     SUPERSEDED = "superseded"  # failed, but the claim no longer held the row (consumed)
@@ -155,11 +199,25 @@ class DeliveryPump:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        # Backpressure (module doc): the adaptive in-flight limit, and no claims before
+        # _busy_until (set by a 429).
+        self._limit = policy.concurrency
+        self._busy_until: datetime | None = None
 
     @property
     def in_flight(self) -> int:
         """Deliveries in progress."""
         return len(self._in_flight)
+
+    @property
+    def limit(self) -> int:
+        """Deliveries allowed in flight now: the concurrency, narrowed after 429s."""
+        return self._limit
+
+    @property
+    def busy_until(self) -> datetime | None:
+        """No claims before this time (a worker answered 429), if set."""
+        return self._busy_until
 
     def wake(self) -> None:
         """Look for due rows now; safe to call from any thread."""
@@ -168,23 +226,29 @@ class DeliveryPump:
             loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self) -> None:
-        """Deliver until cancelled. A pass that fails (the database down or restarting) is
-        logged and retried after one poll interval: the pump never stops on its own."""
-        while True:
-            self._wake.clear()
-            try:
-                claimed = await self.fill()
-                if not claimed:
-                    await self._idle()
-            except Exception:  # logged; the next pass may succeed (database back)
-                log.exception("pump_pass_failed")
-                await asyncio.sleep(self.policy.poll.total_seconds())
+        """Deliver until cancelled, renewing the leases of deliveries in flight meanwhile.
+        A pass that fails (the database down or restarting) is logged and retried after one
+        poll interval: the pump never stops on its own."""
+        renewer = asyncio.create_task(self._renew_periodically())
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    claimed = await self.fill()
+                    if not claimed:
+                        await self._idle()
+                except Exception:  # logged; the next pass may succeed (database back)
+                    log.exception("pump_pass_failed")
+                    await asyncio.sleep(self.policy.poll.total_seconds())
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
 
     async def fill(self) -> int:
         """Claim due rows for every free slot and start delivering them; returns how many."""
         self._loop = asyncio.get_running_loop()
-        free = self.policy.concurrency - len(self._in_flight)
-        if free <= 0 or self._closing:
+        free = self._limit - len(self._in_flight)
+        if free <= 0 or self._closing or self._paused():
             return 0
         claims = await asyncio.to_thread(self._claim, free)
         for claim in claims:
@@ -192,6 +256,17 @@ class DeliveryPump:
             self._in_flight[task] = claim
             task.add_done_callback(self._finished)
         return len(claims)
+
+    async def renew(self) -> int:
+        """Renew the leases of every delivery in flight, in one statement; returns how many
+        still held their rows. The others go on (see the module doc)."""
+        claims = list(self._in_flight.values())
+        if not claims:
+            return 0
+        renewed = await asyncio.to_thread(self._renew, claims)
+        if len(renewed) < len(claims):
+            log.debug("leases_not_renewed", count=len(claims) - len(renewed))
+        return len(renewed)
 
     async def drain(self) -> None:
         """Wait until every delivery in flight has ended."""
@@ -215,9 +290,39 @@ class DeliveryPump:
         self._in_flight.pop(task, None)
         self._wake.set()
 
+    async def _renew_periodically(self) -> None:
+        interval = self.policy.renew_every.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.renew()
+            except Exception:  # logged; the lease outlives two failed renewals
+                log.exception("lease_renewal_failed", in_flight=len(self._in_flight))
+
+    def _paused(self) -> bool:
+        return self._busy_until is not None and self._clock() < self._busy_until
+
+    def _adapt(self, answer: _Answer) -> None:
+        """AIMD on the in-flight limit, and the claiming pause after a 429."""
+        if answer.status == HTTPStatus.TOO_MANY_REQUESTS:
+            self._limit = max(1, self._limit // 2)
+            pause = min(self._busy_pause(answer), MAX_BUSY_PAUSE)
+            until = self._clock() + pause
+            if self._busy_until is None or until > self._busy_until:
+                self._busy_until = until
+        elif answer.status is not None and 200 <= answer.status < 300:
+            self._limit = min(self.policy.concurrency, self._limit + 1)
+
+    def _busy_pause(self, answer: _Answer) -> timedelta:
+        return answer.retry_after if answer.retry_after is not None else self.policy.backoff_min
+
     async def _idle(self) -> None:
         timeout = self.policy.poll.total_seconds()
-        if len(self._in_flight) < self.policy.concurrency:
+        if self._paused() and self._busy_until is not None:
+            # Nothing may be claimed before the pause ends: no need to look for due rows.
+            until_resume = (self._busy_until - self._clock()).total_seconds()
+            timeout = min(timeout, max(until_resume, MIN_IDLE_WAIT_SECS))
+        elif len(self._in_flight) < self._limit:
             due = await asyncio.to_thread(self._next_due)
             if due is not None:
                 until_due = (due - self._clock()).total_seconds()
@@ -235,6 +340,12 @@ class DeliveryPump:
                 limit=limit,
             )
 
+    def _renew(self, claims: list[DeliveryClaim]) -> set[str]:
+        with self._db.transaction() as session:
+            return renew_leases(
+                session, self._scope, claims, now=self._clock(), lease=self.policy.lease
+            )
+
     def _next_due(self) -> datetime | None:
         with self._db.transaction() as session:
             return next_delivery_due(session, self._scope)
@@ -246,6 +357,7 @@ class DeliveryPump:
             await asyncio.to_thread(self._release, claim)
             self._report(DeliveryOutcome.RELEASED, claim, None)
             raise
+        self._adapt(answer)
         if answer.status is not None and 200 <= answer.status < 300:
             await self._record_delivered(Delivered(claim, answer.status))
             outcome = DeliveryOutcome.DELIVERED
@@ -325,6 +437,17 @@ class DeliveryPump:
                 # Not holding the row any more is fine here: the worker's /started
                 # callback usually consumes the attempt before the worker answers.
                 return DeliveryOutcome.DELIVERED
+            if answer.status == HTTPStatus.TOO_MANY_REQUESTS and not answer.final:
+                held = record_delivery_failure(
+                    session,
+                    self._scope,
+                    claim,
+                    status=answer.status,
+                    error=answer.error or "worker busy",
+                    retry_at=now + self._busy_pause(answer),
+                    counted=False,
+                )
+                return DeliveryOutcome.BUSY if held else DeliveryOutcome.SUPERSEDED
             retry_at = None
             if not answer.final and claim.delivery_attempt < self.policy.max_attempts:
                 pause = answer.retry_after

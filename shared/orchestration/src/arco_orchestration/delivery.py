@@ -5,8 +5,10 @@ A CREATED row with ``delivery_state`` QUEUED is a message waiting for delivery a
 on PostgreSQL, so concurrent dispatchers take disjoint rows; SQLite serialises writers),
 delivers them with no transaction open, and records the outcome in a new short transaction.
 A claim pushes ``next_delivery_at`` to the lease expiry, so a row whose dispatcher died
-becomes due again by itself. Each outcome is recorded only by the claim that still holds
-the lease: a late answer to an expired lease changes nothing.
+becomes due again by itself. The lease is short: a dispatcher renews the leases of the
+deliveries it still has in flight (:func:`renew_leases`), so a long delivery keeps its row
+while a dead dispatcher's rows come due again soon. Each outcome is recorded only by the
+claim that still holds the lease: a late answer to an expired lease changes nothing.
 
 Lock order: a function that also writes the task history (which checks its foreign key to
 the run with ``FOR KEY SHARE``) locks the run first, like every fact, so it cannot deadlock
@@ -237,23 +239,70 @@ def record_delivery_failure(
     status: int | None,
     error: str,
     retry_at: datetime | None,
+    counted: bool = True,
 ) -> bool:
     """The delivery failed: queue it again at ``retry_at``, or give up when ``retry_at`` is
     ``None``. ``error`` is our own description (never a response body, which might echo the
-    envelope's token)."""
-    return _finish_claim(
-        session,
-        scope,
-        claim,
-        {
-            "delivery_state": (
-                DeliveryState.QUEUED if retry_at is not None else DeliveryState.GAVE_UP
-            ).value,
-            "next_delivery_at": retry_at,
-            "last_delivery_status": status,
-            "last_delivery_error": error[:ERROR_TEXT_MAX],
-        },
+    envelope's token). ``counted=False`` gives the claim's delivery attempt back, as for a
+    busy worker (429): that try says nothing about the row, only about the worker's load."""
+    values: dict[str, object] = {
+        "delivery_state": (
+            DeliveryState.QUEUED if retry_at is not None else DeliveryState.GAVE_UP
+        ).value,
+        "next_delivery_at": retry_at,
+        "last_delivery_status": status,
+        "last_delivery_error": error[:ERROR_TEXT_MAX],
+    }
+    if not counted:
+        values["delivery_attempts"] = DispatchOutbox.delivery_attempts - 1
+    return _finish_claim(session, scope, claim, values)
+
+
+def renew_leases(
+    session: Session,
+    scope: Scope,
+    claims: Sequence[DeliveryClaim],
+    *,
+    now: datetime,
+    lease: timedelta,
+) -> set[str]:
+    """Extend to ``now + lease`` the leases of ``claims`` that still hold their rows, in one
+    statement; returns the lease tokens renewed. A claim missing from the answer no longer
+    holds its row (consumed by ``/started``, recorded, or taken over after it expired), or
+    its row is locked by another transaction at this moment: rows locked elsewhere are
+    skipped, not waited for, so a renewal never queues behind (or deadlocks with) a fact
+    that locked its run first, and the next renewal tries again."""
+    if not claims:
+        return set()
+    ids = sorted({claim.dispatch.dispatch_id for claim in claims})
+    tokens = sorted({claim.lease_token for claim in claims})
+    held = (
+        select(DispatchOutbox.dispatch_id)
+        .where(
+            DispatchOutbox.dispatch_id.in_(ids),
+            DispatchOutbox.lease_owner.in_(tokens),
+            *_scoped(scope),
+        )
+        .with_for_update(skip_locked=True)
     )
+    expires = now + lease
+    renewed = session.scalars(
+        update(DispatchOutbox)
+        .where(
+            DispatchOutbox.dispatch_id.in_(held),
+            DispatchOutbox.lease_owner.in_(tokens),
+            *_scoped(scope),
+        )
+        .values(
+            lease_expires_at=expires,
+            # The row comes due again when the renewed lease ends, not the old one.
+            next_delivery_at=expires,
+            row_version=DispatchOutbox.row_version + 1,
+        )
+        .returning(DispatchOutbox.lease_owner)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return {token for token in renewed if token is not None}
 
 
 def release_claim(session: Session, scope: Scope, claim: DeliveryClaim, *, now: datetime) -> bool:
