@@ -31,8 +31,7 @@ from arco_orchestration.facts import (
     apply_completion,
     apply_heartbeat,
     apply_started,
-    get_task,
-    lock_run,
+    run_with_task,
 )
 from arco_orchestration.models import Run, Task
 from arco_orchestration.scope import Scope
@@ -146,17 +145,10 @@ def _load(
     not_found = callback_error(
         CallbackErrorCode.TASK_NOT_FOUND, f"Task not found: {path_task_id}", 404
     )
-    if lock:
-        run = lock_run(session, scope, resolved.run_id)
-    else:
-        run = session.get(Run, resolved.run_id)
-        if run is not None and (
-            run.tenant_id != scope.tenant_id or run.workspace_id != scope.workspace_id
-        ):
-            run = None
-    task = get_task(session, scope, resolved.run_id, resolved.task_key) if run else None
-    if run is None or task is None:
+    found = run_with_task(session, scope, resolved.run_id, resolved.task_key, lock=lock)
+    if found is None:
         return not_found
+    run, task = found
     if claims is not None and (problem := token_scope_problem(claims, scope, task, path_task_id)):
         return invalid_token(problem)
     return run, task

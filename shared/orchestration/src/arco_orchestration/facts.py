@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select, text, tuple_, update
+from sqlalchemy import and_, delete, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import flag_modified
 
 from arco_envelope import DEFAULT_WORKER_QUEUE, format_timestamp, parse_timestamp
 from arco_envelope import attempt_id as deterministic_attempt_id
@@ -120,6 +120,32 @@ def lock_runs(session: Session, scope: Scope, run_ids: Iterable[str]) -> dict[st
     return {run.run_id: run for run in session.scalars(stmt)}
 
 
+def run_with_task(
+    session: Session, scope: Scope, run_id: str, task_key: str, *, lock: bool
+) -> tuple[Run, Task] | None:
+    """A run of this scope and one of its tasks in one round trip; with ``lock``, both rows
+    locked as :func:`lock_run` then the task's first write would (``OF runs, tasks``: the
+    run row is locked first, the order every fact keeps). Both rows are locked, not just the
+    run, because a join that waited for the run lock re-reads only the rows it locks: the
+    task must be read as the run lock's previous holder left it."""
+    stmt = (
+        select(Run, Task)
+        .join(Task, Task.run_id == Run.run_id)
+        .where(
+            Run.run_id == run_id,
+            Run.tenant_id == scope.tenant_id,
+            Run.workspace_id == scope.workspace_id,
+            Task.task_key == task_key,
+            Task.tenant_id == scope.tenant_id,
+            Task.workspace_id == scope.workspace_id,
+        )
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=[Run, Task])
+    row = session.execute(stmt).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
 def get_task(session: Session, scope: Scope, run_id: str, task_key: str) -> Task | None:
     stmt = select(Task).where(
         Task.run_id == run_id,
@@ -196,6 +222,46 @@ def add_event(
     return event
 
 
+def insert_keyed_event(
+    session: Session,
+    task: Task,
+    kind: EventKind,
+    at: datetime,
+    *,
+    from_state: str | None,
+    to_state: str,
+    detail: dict[str, Any] | None,
+    idempotency_key: str,
+) -> bool:
+    """Append a keyed task event with its final values; ``False`` (and nothing written)
+    when that key was already applied. One ``INSERT ... ON CONFLICT DO NOTHING`` instead of
+    :func:`add_event`'s savepoint, insert and release: a callback's cost is its round trips."""
+    dialect = session.get_bind().dialect.name
+    make_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    stmt = (
+        make_insert(TaskEvent)
+        .values(
+            tenant_id=task.tenant_id,
+            workspace_id=task.workspace_id,
+            run_id=task.run_id,
+            task_key=task.task_key,
+            attempt=task.attempt,
+            attempt_id=task.attempt_id,
+            kind=kind.value,
+            from_state=from_state,
+            to_state=to_state,
+            idempotency_key=idempotency_key,
+            at=at,
+            detail=detail,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[TaskEvent.tenant_id, TaskEvent.workspace_id, TaskEvent.idempotency_key]
+        )
+        .returning(TaskEvent.id)
+    )
+    return session.execute(stmt).first() is not None
+
+
 def _bump(row: Run | Task) -> None:
     row.row_version += 1
 
@@ -253,17 +319,31 @@ def _end_task(
     add_event(session, task, kind, now, from_state=previous, detail=detail)
 
 
-def _edges_from(session: Session, run_id: str, upstream_key: str) -> list[TaskDependency]:
-    stmt = select(TaskDependency).where(
-        TaskDependency.run_id == run_id, TaskDependency.upstream_key == upstream_key
+def _edges_from(
+    session: Session, run: Run, upstream_key: str
+) -> list[tuple[TaskDependency, Task | None]]:
+    """The outgoing edges of ``upstream_key`` with their downstream tasks, in one query
+    (rows already in the session keep their unflushed changes)."""
+    if run.tasks_total <= 1:
+        # Edges join two tasks of one run: a one-task run has none, so skip the round trip.
+        return []
+    stmt = (
+        select(TaskDependency, Task)
+        .outerjoin(
+            Task,
+            and_(
+                Task.run_id == TaskDependency.run_id,
+                Task.task_key == TaskDependency.downstream_key,
+            ),
+        )
+        .where(TaskDependency.run_id == run.run_id, TaskDependency.upstream_key == upstream_key)
     )
-    return list(session.scalars(stmt))
+    return [(edge, task) for edge, task in session.execute(stmt)]
 
 
-def _task_by_key(session: Session, run: Run, task_key: str) -> Task:
-    task = session.get(Task, (run.run_id, task_key))
+def _downstream(run: Run, edge: TaskDependency, task: Task | None) -> Task:
     if task is None:  # edges and tasks are written together; a gap is corruption
-        raise LookupError(f"task {task_key!r} of run {run.run_id!r} is missing")
+        raise LookupError(f"task {edge.downstream_key!r} of run {run.run_id!r} is missing")
     return task
 
 
@@ -275,48 +355,53 @@ def _cascade(session: Session, run: Run, origin: Task, state: TaskState, now: da
     queue: deque[tuple[str, EdgeResolution]] = deque([(origin.task_key, first_hop)])
     while queue:
         upstream_key, resolution = queue.popleft()
-        for edge in _edges_from(session, run.run_id, upstream_key):
+        for edge, found in _edges_from(session, run, upstream_key):
             if edge.resolution is None:
                 edge.satisfied = False
                 edge.resolution = resolution.value
                 edge.satisfied_at = now
-            downstream = _task_by_key(session, run, edge.downstream_key)
+            downstream = _downstream(run, edge, found)
             if TaskState(downstream.state).is_terminal:
                 continue
             _end_task(session, run, downstream, state, kind, now, detail={"upstream": upstream_key})
             queue.append((downstream.task_key, later_hops))
 
 
-def _make_ready(session: Session, run: Run, task: Task, now: datetime) -> None:
+def _make_ready(session: Session, run: Run, task: Task, now: datetime) -> bool:
+    """Returns whether the task became READY (the caller then notifies the dispatcher)."""
     previous = task.state
     if run.cancel_requested:
         # D7: nothing new starts in a run being cancelled.
         _end_task(session, run, task, TaskState.CANCELLED, EventKind.CANCELLED, now)
-        return
+        return False
     task.state = TaskState.READY.value
     task.ready_at = now
     _bump(task)
     add_event(session, task, EventKind.READY, now, from_state=previous)
-    notify_dispatcher(session, run.run_id)
+    return True
 
 
 def _satisfy_downstream(session: Session, run: Run, task: Task, now: datetime) -> None:
     """T2: mark each outgoing edge satisfied once; a downstream whose edges are all
     satisfied becomes READY."""
-    for edge in _edges_from(session, run.run_id, task.task_key):
+    ready = False
+    for edge, found in _edges_from(session, run, task.task_key):
         if edge.satisfied:
             continue
         edge.satisfied = True
         edge.resolution = EdgeResolution.SUCCESS.value
         edge.satisfying_attempt = task.attempt
         edge.satisfied_at = now
-        downstream = _task_by_key(session, run, edge.downstream_key)
+        downstream = _downstream(run, edge, found)
         downstream.deps_satisfied_count += 1
         if (
             downstream.state == TaskState.BLOCKED
             and downstream.deps_satisfied_count >= downstream.deps_total
         ):
-            _make_ready(session, run, downstream, now)
+            ready = _make_ready(session, run, downstream, now) or ready
+    if ready:
+        # One NOTIFY per run: PostgreSQL folds identical ones of a transaction anyway.
+        notify_dispatcher(session, run.run_id)
 
 
 # --- trigger --------------------------------------------------------------------------------
@@ -710,18 +795,18 @@ def apply_started(session: Session, run: Run, task: Task, *, worker_id: str, now
     """TaskStarted (T4) for the task's current attempt; a repeat is a no-op."""
     if TaskState(task.state).is_terminal:
         return False
-    event = add_event(
+    if not insert_keyed_event(
         session,
         task,
         EventKind.STARTED,
         now,
         from_state=task.state,
+        to_state=TaskState.RUNNING.value,
         detail={"workerId": worker_id},
         idempotency_key=f"started:{task.run_id}:{task.task_key}:{task.attempt}",
-    )
-    if event is None:
+    ):
         return False
-    task.state = event.to_state = TaskState.RUNNING.value
+    task.state = TaskState.RUNNING.value
     task.started_at = now
     task.last_heartbeat_at = None
     task.heartbeat_deadline = _deadline(task, now)
@@ -815,6 +900,23 @@ def _parse_wire_time(value: str) -> datetime:
     return parse_timestamp(value)
 
 
+def _completion_outcome(
+    run: Run, task: Task, completion: Completion, now: datetime
+) -> tuple[TaskState, datetime | None]:
+    """The state a completion moves the task to, and the retry's earliest time if it waits
+    for one; decided before anything is written, so the keyed event carries it."""
+    if completion.outcome == "SUCCEEDED":
+        return TaskState.SUCCEEDED, None
+    if completion.outcome == "CANCELLED":
+        return TaskState.CANCELLED, None
+    retry = completion.retryable and task.attempt < task.max_attempts
+    if retry and not run.cancel_requested:
+        return TaskState.RETRY_WAIT, retry_not_before(now, task.attempt)
+    # D7: a retryable failure in a run being cancelled ends the task as CANCELLED instead
+    # of waiting for a retry nobody will run.
+    return (TaskState.CANCELLED if retry else TaskState.FAILED), None
+
+
 def apply_completion(
     session: Session, run: Run, task: Task, completion: Completion, *, now: datetime
 ) -> bool:
@@ -835,68 +937,53 @@ def apply_completion(
         detail["cancelledDuringPhase"] = completion.cancelled_during_phase
     if completion.partial_progress is not None:
         detail["partialProgress"] = json.dumps(completion.partial_progress)
-    # The keyed event goes first so a repeat stops here; its to_state is set at the end.
-    event = add_event(
+    state, retry_at = _completion_outcome(run, task, completion, now)
+    if retry_at is not None:
+        detail["retryNotBefore"] = format_timestamp(retry_at)
+    # The keyed event goes first so a repeat stops here, before any row has changed.
+    if not insert_keyed_event(
         session,
         task,
         kind,
         now,
         from_state=previous,
+        to_state=state.value,
         detail=detail,
         idempotency_key=f"finished:{task.run_id}:{task.task_key}:{task.attempt}",
-    )
-    if event is None:
+    ):
         return False
-    task.metrics = completion.metrics
-    task.heartbeat_deadline = None
-    _bump(task)
-    _drop_outbox(session, task, through_attempt=task.attempt)
-    if completion.outcome == "SUCCEEDED":
-        task.state = TaskState.SUCCEEDED.value
-        task.completed_at = now
-        task.error_message = None
-        task.error = None
-        task.retry_not_before = None
-        _record_output(task, completion.output, now)
-        _count_terminal(run, TaskState.SUCCEEDED)
-        _satisfy_downstream(session, run, task, now)
-    elif completion.outcome == "CANCELLED":
-        task.state = TaskState.CANCELLED.value
-        task.completed_at = now
-        task.retry_not_before = None
-        _count_terminal(run, TaskState.CANCELLED)
-        _cascade(session, run, task, TaskState.CANCELLED, now)
-    else:
-        task.error_message = completion.error_message
-        task.error = completion.error
-        if completion.output:
-            task.output = completion.output
-        retry = completion.retryable and task.attempt < task.max_attempts
-        if retry and not run.cancel_requested:
-            task.state = TaskState.RETRY_WAIT.value
-            task.retry_not_before = retry_not_before(now, task.attempt)
-            if task.retry_not_before is not None:
-                detail["retryNotBefore"] = format_timestamp(task.retry_not_before)
+    # No autoflush until every change is made: the flush then writes the task and the run
+    # row once each instead of once per statement that happens to run in between.
+    with session.no_autoflush:
+        task.state = state.value
+        task.metrics = completion.metrics
+        task.heartbeat_deadline = None
+        task.retry_not_before = retry_at
+        _bump(task)
+        if previous != TaskState.RUNNING:
+            # A RUNNING attempt has no outbox rows: /started dropped them under this run
+            # lock, and rows are only created for READY, RETRY_WAIT or DISPATCHED tasks.
+            _drop_outbox(session, task, through_attempt=task.attempt)
+        if state is TaskState.SUCCEEDED:
+            task.error_message = None
+            task.error = None
+            _record_output(task, completion.output, now)
+        elif completion.outcome != "CANCELLED":
+            task.error_message = completion.error_message
+            task.error = completion.error
+            if completion.output:
+                task.output = completion.output
+        if state is TaskState.RETRY_WAIT:
             notify_dispatcher(session, run.run_id)
-        elif retry:
-            # D7: a retryable failure in a run being cancelled ends the task as CANCELLED
-            # instead of waiting for a retry nobody will run.
-            task.state = TaskState.CANCELLED.value
-            task.completed_at = now
-            task.retry_not_before = None
-            _count_terminal(run, TaskState.CANCELLED)
-            _cascade(session, run, task, TaskState.CANCELLED, now)
         else:
-            task.state = TaskState.FAILED.value
             task.completed_at = now
-            task.retry_not_before = None
-            _count_terminal(run, TaskState.FAILED)
-            _cascade(session, run, task, TaskState.SKIPPED, now)
-    event.to_state = task.state
-    event.detail = detail
-    # ``detail`` was changed in place after the event was flushed: tell the ORM.
-    flag_modified(event, "detail")
-    _maybe_finish_run(run, now)
+            _count_terminal(run, state)
+            if state is TaskState.SUCCEEDED:
+                _satisfy_downstream(session, run, task, now)
+            else:
+                cascade = TaskState.SKIPPED if state is TaskState.FAILED else TaskState.CANCELLED
+                _cascade(session, run, task, cascade, now)
+        _maybe_finish_run(run, now)
     return True
 
 
