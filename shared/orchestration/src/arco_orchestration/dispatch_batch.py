@@ -81,7 +81,7 @@ def request_dispatches(
         requested = None
         if run is not None and task is not None:
             requested = apply_dispatch_request(
-                session, run, task, now=now, exists=existing.__contains__, guarded=False
+                session, run, task, now=now, exists=existing.__contains__
             )
         if requested is None:
             results.append(None)

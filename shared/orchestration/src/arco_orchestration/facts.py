@@ -179,6 +179,32 @@ def notify_dispatcher(session: Session, run_id: str) -> None:
         )
 
 
+def _event_fields(
+    task: Task,
+    kind: EventKind,
+    at: datetime,
+    *,
+    from_state: str | None,
+    to_state: str,
+    detail: dict[str, Any] | None,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    return {
+        "tenant_id": task.tenant_id,
+        "workspace_id": task.workspace_id,
+        "run_id": task.run_id,
+        "task_key": task.task_key,
+        "attempt": task.attempt,
+        "attempt_id": task.attempt_id,
+        "kind": kind.value,
+        "from_state": from_state,
+        "to_state": to_state,
+        "idempotency_key": idempotency_key,
+        "at": at,
+        "detail": detail,
+    }
+
+
 def add_event(
     session: Session,
     task: Task,
@@ -188,37 +214,22 @@ def add_event(
     from_state: str | None = None,
     detail: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
-    guarded: bool = True,
-) -> TaskEvent | None:
-    """Append a task event. With an idempotency key, returns ``None`` (and writes nothing)
-    when that key was already applied. ``guarded=False`` skips that check's savepoint for
-    callers that rule a repeat out under the run lock: a repeat then fails the whole
-    transaction on the unique key instead."""
+) -> TaskEvent:
+    """Append a task event in the task's current state. A keyed event is for callers that
+    rule a repeat out under the run lock: a repeat fails the transaction on the unique key
+    (callbacks, which must answer a repeat, use :func:`insert_keyed_event`)."""
     event = TaskEvent(
-        tenant_id=task.tenant_id,
-        workspace_id=task.workspace_id,
-        run_id=task.run_id,
-        task_key=task.task_key,
-        attempt=task.attempt,
-        attempt_id=task.attempt_id,
-        kind=kind.value,
-        from_state=from_state,
-        to_state=task.state,
-        idempotency_key=idempotency_key,
-        at=at,
-        detail=detail,
+        **_event_fields(
+            task,
+            kind,
+            at,
+            from_state=from_state,
+            to_state=task.state,
+            detail=detail,
+            idempotency_key=idempotency_key,
+        )
     )
-    if idempotency_key is None or not guarded:
-        session.add(event)
-        return event
-    # Flush pending changes first so a duplicate key rolls back only this event's savepoint.
-    session.flush()
-    try:
-        with session.begin_nested():
-            session.add(event)
-            session.flush()
-    except IntegrityError:
-        return None
+    session.add(event)
     return event
 
 
@@ -234,26 +245,22 @@ def insert_keyed_event(
     idempotency_key: str,
 ) -> bool:
     """Append a keyed task event with its final values; ``False`` (and nothing written)
-    when that key was already applied. One ``INSERT ... ON CONFLICT DO NOTHING`` instead of
-    :func:`add_event`'s savepoint, insert and release: a callback's cost is its round trips."""
+    when that key was already applied. One ``INSERT ... ON CONFLICT DO NOTHING``: a
+    callback's cost is its round trips, and a savepoint would add three."""
     dialect = session.get_bind().dialect.name
     make_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    fields = _event_fields(
+        task,
+        kind,
+        at,
+        from_state=from_state,
+        to_state=to_state,
+        detail=detail,
+        idempotency_key=idempotency_key,
+    )
     stmt = (
         make_insert(TaskEvent)
-        .values(
-            tenant_id=task.tenant_id,
-            workspace_id=task.workspace_id,
-            run_id=task.run_id,
-            task_key=task.task_key,
-            attempt=task.attempt,
-            attempt_id=task.attempt_id,
-            kind=kind.value,
-            from_state=from_state,
-            to_state=to_state,
-            idempotency_key=idempotency_key,
-            at=at,
-            detail=detail,
-        )
+        .values(**fields)
         .on_conflict_do_nothing(
             index_elements=[TaskEvent.tenant_id, TaskEvent.workspace_id, TaskEvent.idempotency_key]
         )
@@ -617,11 +624,10 @@ def apply_dispatch_request(
     exists: Callable[[str], bool],
     worker_queue: str = DEFAULT_WORKER_QUEUE,
     attempt: int | None = None,
-    guarded: bool = True,
 ) -> tuple[DispatchRequest, DispatchOutbox] | None:
     """The body of :func:`request_dispatch` for a run the caller has locked and its task;
     ``exists`` tells whether an outbox row of a dispatch id is there already. Sends no
-    NOTIFY (the caller does, once). ``guarded`` as for :func:`add_event`."""
+    NOTIFY (the caller does, once)."""
     state = TaskState(task.state)
     if state not in (TaskState.READY, TaskState.RETRY_WAIT):
         return None
@@ -662,20 +668,16 @@ def apply_dispatch_request(
     task.retry_not_before = None
     task.heartbeat_deadline = None
     _bump(task)
-    if (
-        add_event(
-            session,
-            task,
-            EventKind.DISPATCH_REQUESTED,
-            now,
-            from_state=previous,
-            detail={"dispatchId": dispatch},
-            idempotency_key=f"dispatch_req:{dispatch}",
-            guarded=guarded,
-        )
-        is None
-    ):
-        raise RuntimeError(f"dispatch {dispatch} was requested twice under the run lock")
+    # ``exists`` ruled a repeat out under the run lock; the key stays as the last guard.
+    add_event(
+        session,
+        task,
+        EventKind.DISPATCH_REQUESTED,
+        now,
+        from_state=previous,
+        detail={"dispatchId": dispatch},
+        idempotency_key=f"dispatch_req:{dispatch}",
+    )
     request = DispatchRequest(
         dispatch_id=dispatch,
         run_id=task.run_id,
