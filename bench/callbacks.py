@@ -62,12 +62,10 @@ from bench.support import (
     REPO_ROOT,
     RESULTS,
     database_name,
-    host,
-    measured_line,
     migrate,
     percentile,
     present,
-    write_doc_section,
+    run_backends,
 )
 
 BASELINE_PATH = "/bench/baseline/{task_id}/completed"
@@ -412,32 +410,20 @@ def run(
 ) -> dict[str, Any]:
     """Measure each backend; write ``callbacks.json`` in ``results_dir`` and the section of
     ``doc``."""
-    results: dict[str, Any] = {"at": "", "host": {}, "backends": {}}
-    for backend in backends:
-        started = time.perf_counter()
-        figures = measure_callbacks(
+    return run_backends(
+        "callbacks",
+        backends,
+        lambda backend: measure_callbacks(
             backend, args.postgres, args.callback_requests, args.callback_clients
-        )
-        figures["wall_s"] = round(time.perf_counter() - started, 1)
-        results["backends"][backend] = figures
-        print(f"{backend}: callbacks {json.dumps(figures)}", flush=True)
-    results["at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    results["host"] = host()
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "callbacks.json").write_text(json.dumps(results, indent=2) + "\n")
-    clients = args.callback_clients
-    section = "\n\n".join(
-        [
-            table(results["backends"]),
-            measured_line(
-                results,
-                f"{args.callback_requests} requests per endpoint from {clients} client threads",
-            ),
-        ]
+        ),
+        render=table,
+        detail=(
+            f"{args.callback_requests} requests per endpoint from "
+            f"{args.callback_clients} client threads"
+        ),
+        results_dir=results_dir,
+        doc=doc,
     )
-    print(section)
-    write_doc_section("callbacks", section, doc)
-    return results
 
 
 def main(argv: list[str] | None = None) -> None:

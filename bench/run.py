@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,13 +21,13 @@ from arco_envelope import parse_timestamp
 from arco_orchestration.db import Database
 from arco_orchestration.models import Run
 from arco_orchestration.states import RunState
-from arco_stack.client import ApiClient, user_token
+from arco_stack.client import ApiClient
 from arco_stack.config import Ports, service_specs, stack_environment
 from arco_stack.databases import recreate_postgres_database
 from arco_stack.processes import Stack, migrate
 from bench import callbacks, sweep
 from bench.bench_worker import TASK_KEYS, bench_manifest
-from bench.support import database_name
+from bench.support import DEFAULT_POSTGRES, database_name, host, percentile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -69,16 +67,8 @@ class BenchStack:
         ]
         self.worker_spec = next(spec for spec in specs if spec.name == "worker")
         self.stack = Stack(data_dir, self.env)
-        services = [self.stack.start(spec) for spec in specs]
-        for service in services:
-            self.stack.wait_ready(service, timeout=120)
-        token = user_token(
-            self.env["ARCO_JWT_SECRET"], self.env["ARCO_TENANT_ID"], self.env["ARCO_WORKSPACE_ID"]
-        )
-        self.client = ApiClient(
-            self.env["ARCO_FLOW_CALLBACK_BASE_URL"], token, self.env["ARCO_WORKSPACE_ID"]
-        )
-        self.token = token
+        self.stack.start_all(specs)
+        self.client = ApiClient.of_stack(self.env)
         self.client.deploy_manifest(bench_manifest())
 
     def unfinished_runs(self) -> int:
@@ -114,12 +104,8 @@ class BenchStack:
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-
-    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "n": len(ordered)}
+    picks = {f"p{round(q * 100)}": round(percentile(values, q), 1) for q in (0.50, 0.95, 0.99)}
+    return {**picks, "n": len(values)}
 
 
 def measure_latency(bench: BenchStack, runs: int) -> dict[str, Any]:
@@ -224,20 +210,14 @@ def main() -> None:
     sweep.add_arguments(parser)
     parser.add_argument(
         "--postgres",
-        default=os.environ.get(
-            "ARCO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
+        default=DEFAULT_POSTGRES,
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
     backends = args.backends.split(",")
     results: dict[str, Any] = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": {
-            "cpus": os.cpu_count(),
-            "machine": platform.machine(),
-            "python": platform.python_version(),
-        },
+        "host": host(),
         "tasks": args.tasks,
         "latency_runs": args.latency_runs,
         "backends": {},

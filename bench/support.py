@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,3 +92,33 @@ def measured_line(results: dict[str, Any], detail: str) -> str:
         f"Python {machine['python']}, 1-minute load average {machine['load_average_1m']} at the "
         f"end), {detail}."
     )
+
+
+def run_backends(
+    part: str,
+    backends: list[str],
+    measure: Callable[[str], dict[str, Any]],
+    *,
+    render: Callable[[dict[str, Any]], str],
+    detail: str,
+    results_dir: Path,
+    doc: Path,
+) -> dict[str, Any]:
+    """Measure each backend with ``measure``; print the figures, write ``PART.json`` in
+    ``results_dir`` and the ``PART`` section of ``doc`` (the table ``render`` makes of the
+    figures by backend, then how they were measured)."""
+    results: dict[str, Any] = {"at": "", "host": {}, "backends": {}}
+    for backend in backends:
+        started = time.perf_counter()
+        figures = measure(backend)
+        figures["wall_s"] = round(time.perf_counter() - started, 1)
+        results["backends"][backend] = figures
+        print(f"{backend}: {part} {json.dumps(figures)}", flush=True)
+    results["at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["host"] = host()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{part}.json").write_text(json.dumps(results, indent=2) + "\n")
+    section = "\n\n".join([render(results["backends"]), measured_line(results, detail)])
+    print(section)
+    write_doc_section(part, section, doc)
+    return results

@@ -24,7 +24,6 @@ Run alone: ``PYTHONPATH=. .tools/bin/uv run --frozen python -m bench.sweep``
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 import time
@@ -53,12 +52,10 @@ from bench.support import (
     PERFORMANCE_DOC,
     RESULTS,
     database_name,
-    host,
-    measured_line,
     median,
     migrate,
     present,
-    write_doc_section,
+    run_backends,
 )
 
 POSTGRES_DATABASE = "arco_bench_sweep"
@@ -350,36 +347,24 @@ def run(
 ) -> dict[str, Any]:
     """Measure each backend; write ``sweep.json`` in ``results_dir`` and the section of
     ``doc``."""
-    results: dict[str, Any] = {"at": "", "host": {}, "backends": {}}
-    for backend in backends:
-        started = time.perf_counter()
-        figures = measure_sweep(
+    return run_backends(
+        "sweep",
+        backends,
+        lambda backend: measure_sweep(
             backend,
             args.postgres,
             args.sweep_small_rows,
             args.sweep_rows,
             args.sweep_repetitions,
-        )
-        figures["wall_s"] = round(time.perf_counter() - started, 1)
-        results["backends"][backend] = figures
-        print(f"{backend}: sweep {json.dumps(figures)}", flush=True)
-    results["at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    results["host"] = host()
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "sweep.json").write_text(json.dumps(results, indent=2) + "\n")
-    section = "\n\n".join(
-        [
-            table(results["backends"]),
-            measured_line(
-                results,
-                f"median of {args.sweep_repetitions} cycles per size, each repairing "
-                f"{len(RULES) * CANDIDATES_PER_RULE} candidates",
-            ),
-        ]
+        ),
+        render=table,
+        detail=(
+            f"median of {args.sweep_repetitions} cycles per size, each repairing "
+            f"{len(RULES) * CANDIDATES_PER_RULE} candidates"
+        ),
+        results_dir=results_dir,
+        doc=doc,
     )
-    print(section)
-    write_doc_section("sweep", section, doc)
-    return results
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from arco_stack.client import ApiClient, user_token
+from arco_stack.client import ApiClient
 from arco_stack.config import (
     ENV_FILE,
     QUICK_REPAIR_OVERRIDES,
@@ -95,15 +95,8 @@ def start_stack(
     specs = {spec.name: spec for spec in service_specs(ports)}
     specs["worker"] = replace(specs["worker"], args=("--worker", WORKER))
     stack = Stack(data_dir, env)
-    try:
-        for service in [stack.start(spec) for spec in specs.values()]:
-            stack.wait_ready(service, timeout=120)
-    except Exception:
-        stack.stop()
-        raise
-    token = user_token(env["ARCO_JWT_SECRET"], env["ARCO_TENANT_ID"], env["ARCO_WORKSPACE_ID"])
-    client = ApiClient(env["ARCO_FLOW_CALLBACK_BASE_URL"], token, env["ARCO_WORKSPACE_ID"])
-    return StackHandle(stack, specs, client)
+    stack.start_all(specs.values())
+    return StackHandle(stack, specs, ApiClient.of_stack(env))
 
 
 def share_secrets(source: Path, target: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from arco_stack.client import ApiClient, user_token
+from arco_stack.client import ApiClient
 from arco_stack.config import (
     QUICK_REPAIR_OVERRIDES,
     Ports,
@@ -64,11 +64,8 @@ def e2e(
     specs["worker"] = replace(specs["worker"], args=("--worker", "tests.e2e.e2e_handlers:worker"))
     stack = Stack(data_dir, env)
     try:
-        services = [stack.start(spec) for spec in specs.values()]
-        for service in services:
-            stack.wait_ready(service, timeout=120)
-        token = user_token(env["ARCO_JWT_SECRET"], env["ARCO_TENANT_ID"], env["ARCO_WORKSPACE_ID"])
-        client = ApiClient(env["ARCO_FLOW_CALLBACK_BASE_URL"], token, env["ARCO_WORKSPACE_ID"])
+        stack.start_all(specs.values())
+        client = ApiClient.of_stack(env)
         client.deploy_manifest(e2e_manifest())
         yield RunningStack(stack, specs, client)
         client.close()

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from arco_stack.client import ApiClient, user_token
+from arco_stack.client import ApiClient
 from arco_stack.config import (
     TENANT_ID,
     WORKSPACE_ID,
@@ -56,11 +56,11 @@ def _client(
         }
     else:
         env = stack_environment(data_dir)
-    url = api_url or env["ARCO_FLOW_CALLBACK_BASE_URL"]
-    bearer = token or user_token(
-        env["ARCO_JWT_SECRET"], env["ARCO_TENANT_ID"], env["ARCO_WORKSPACE_ID"]
-    )
-    return ApiClient(url, bearer, env["ARCO_WORKSPACE_ID"])
+    if token:
+        return ApiClient(
+            api_url or env["ARCO_FLOW_CALLBACK_BASE_URL"], token, env["ARCO_WORKSPACE_ID"]
+        )
+    return ApiClient.of_stack(env)
 
 
 def _tasks_table(run: dict[str, object], tasks: list[dict[str, object]]) -> Table:

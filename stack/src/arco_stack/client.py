@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,13 @@ class ApiClient:
             headers={"Authorization": f"Bearer {token}"},
             timeout=30.0,
         )
+
+    @classmethod
+    def of_stack(cls, env: Mapping[str, str]) -> ApiClient:
+        """A client of the stack whose environment is ``env``, with a user token minted from
+        its JWT secret for its tenant and workspace."""
+        token = user_token(env["ARCO_JWT_SECRET"], env["ARCO_TENANT_ID"], env["ARCO_WORKSPACE_ID"])
+        return cls(env["ARCO_FLOW_CALLBACK_BASE_URL"], token, env["ARCO_WORKSPACE_ID"])
 
     def close(self) -> None:
         self._http.close()

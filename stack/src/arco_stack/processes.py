@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -112,6 +112,18 @@ class Stack:
             f"{service.spec.name} not ready after {timeout:.0f}s ({service.ready_url}); "
             f"last log lines:\n{_tail(service.log_path)}"
         )
+
+    def start_all(self, specs: Iterable[ServiceSpec], timeout: float = 120.0) -> list[Service]:
+        """Start every service at once (each needs only the migrated database), then wait
+        for each in turn; on failure stop what was started and raise."""
+        try:
+            services = [self.start(spec) for spec in specs]
+            for service in services:
+                self.wait_ready(service, timeout=timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return services
 
     def first_failure(self) -> str | None:
         for service in self.services:
