@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from arco_api import bodies
 from arco_api import openapi_docs as docs
 from arco_api.context import api_context
 from arco_api.deps import ScopeDep
@@ -34,8 +35,8 @@ def _log_path(run_id: str, task_key: str, attempt: int) -> str:
     "",
     status_code=201,
     summary="Upload the logs of one attempt (create-only)",
-    responses=docs.user_responses({201: docs.LogUploaded}, (400, 401, 404, 409, 413, 415, 422)),
-    openapi_extra=docs.json_body(docs.LogUploadRequest),
+    responses=docs.user_responses({201: bodies.LogUploaded}, (400, 401, 404, 409, 413, 415, 422)),
+    openapi_extra=docs.json_body(bodies.LogUploadRequest),
 )
 async def upload_logs(request: Request, scope: ScopeDep, run_id: str) -> JSONResponse:
     context = api_context(request)
