@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from services.api.tests.api_test_support import (
     EXAMPLE_MANIFEST,
     MANIFESTS,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from arco_dispatch.testing import settings_values
 from arco_sweeper import cli
 from arco_sweeper.rules import SweepThresholds
 from arco_sweeper.settings import SweeperSettings
+from arco_testkit.dispatching import settings_values
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from arco_dispatch.settings import FlowSettings, ProviderName, load_settings
-from arco_dispatch.testing import flow_settings
+from arco_testkit.dispatching import flow_settings
 
 ENV = {
     "ARCO_TENANT_ID": "tenant-a",
