@@ -75,3 +75,17 @@ def test_manifest_views_are_the_use_case_bodies(api: Api, database: Database) ->
     listed = api.get(MANIFESTS)
     assert listed.content == _wire(manifests.list_manifests(database, scope))
     assert b'"gitBranch":null' in listed.content
+
+
+def test_manifest_metadata_of_any_json_kind_is_answered(api: Api, database: Database) -> None:
+    """``metadata`` is free-form JSON (upstream's ``serde_json::Value``): a list or a string is
+    stored and answered as sent, and documented as any JSON value."""
+    for metadata in ([1, "x", None], "just text", 3):
+        document = {**manifest_of({"demo.a": []}), "metadata": metadata}
+        deployed = api.client.post(
+            MANIFESTS, json=document, headers={**user_headers(), "Content-Type": "application/json"}
+        )
+        assert deployed.status_code == 201, deployed.text
+        one = api.get(f"{MANIFESTS}/{deployed.json()['manifestId']}")
+        assert one.status_code == 200, one.text
+        assert one.json()["metadata"] == metadata

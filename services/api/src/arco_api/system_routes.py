@@ -21,7 +21,7 @@ from arco_orchestration.states import TaskState
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health", response_class=JSONResponse)
+@router.get("/health", response_class=JSONResponse, response_description="OK")
 async def health() -> bodies.Health:
     return bodies.Health(status="ok")
 
@@ -43,7 +43,7 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"ready": True})
 
 
-@router.get("/version", response_class=JSONResponse)
+@router.get("/version", response_class=JSONResponse, response_description="OK")
 async def version_info(request: Request) -> bodies.VersionInfo:
     context = api_context(request)
     return bodies.VersionInfo(
