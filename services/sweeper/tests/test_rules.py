@@ -37,9 +37,8 @@ from arco_dispatch.testing import (
 from arco_envelope import WorkerDispatchEnvelope, attempt_id, cloud_task_name
 from arco_orchestration.db import Database
 from arco_orchestration.delivery import claim_due_deliveries
-from arco_orchestration.facts import EventKind, request_dispatch
+from arco_orchestration.facts import EventKind, record_redispatch, request_dispatch
 from arco_orchestration.models import DispatchOutbox, Run, Task
-from arco_orchestration.repairs import record_redispatch
 from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
 from arco_sweeper.rules import Repair, SweepSummary, redispatch_name
 
