@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arco_envelope import dispatch_id as make_dispatch_id
@@ -19,10 +18,11 @@ from arco_orchestration.facts.store import (
     get_task,
     lock_outbox_row,
     lock_run,
+    lock_task,
     new_outbox_row,
     notify_dispatcher,
 )
-from arco_orchestration.models import DispatchOutbox, Task
+from arco_orchestration.models import DispatchOutbox
 from arco_orchestration.scope import Scope
 from arco_orchestration.states import (
     RETRY_BACKOFF_BASE,
@@ -81,17 +81,7 @@ def reap_silent_task(
     lock, so the task row is locked too). Returns whether the attempt failed."""
     if lock_run(session, scope, run_id) is None:
         return False
-    task = session.scalars(
-        select(Task)
-        .where(
-            Task.run_id == run_id,
-            Task.task_key == task_key,
-            Task.tenant_id == scope.tenant_id,
-            Task.workspace_id == scope.workspace_id,
-        )
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    task = lock_task(session, scope, run_id, task_key)
     if (
         task is None
         or task.state != TaskState.RUNNING

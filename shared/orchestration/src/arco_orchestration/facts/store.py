@@ -107,6 +107,22 @@ def get_task(session: Session, scope: Scope, run_id: str, task_key: str) -> Task
     return session.scalars(stmt).one_or_none()
 
 
+def lock_task(session: Session, scope: Scope, run_id: str, task_key: str) -> Task | None:
+    """The task row of this scope, locked and re-read: the run lock alone does not hold it
+    still, since a heartbeat writes it without one. The caller has locked the run first."""
+    return session.scalars(
+        select(Task)
+        .where(
+            Task.run_id == run_id,
+            Task.task_key == task_key,
+            Task.tenant_id == scope.tenant_id,
+            Task.workspace_id == scope.workspace_id,
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
 def get_tasks(
     session: Session, scope: Scope, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], Task]:
