@@ -143,10 +143,8 @@ def public_run_state(
 
 RETRY_BACKOFF_BASE = timedelta(seconds=30)
 RETRY_BACKOFF_CAP = timedelta(seconds=900)
-# The services read the base from this variable into their settings and hand it to the facts
-# that record failures (api: /completed; sweeper: the reaper and dispatch timeouts). Demos and
-# end-to-end tests shorten it.
-RETRY_BACKOFF_BASE_ENV = "ARCO_RETRY_BACKOFF_BASE_SECS"
+# Upstream's base. The api and the sweeper read theirs from ARCO_RETRY_BACKOFF_BASE_SECS into
+# their settings and pass it to the facts that record a failure (``retry_base``).
 
 
 def retry_backoff(attempt: int, *, base: timedelta = RETRY_BACKOFF_BASE) -> timedelta:
