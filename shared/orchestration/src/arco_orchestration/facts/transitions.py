@@ -78,10 +78,10 @@ TASK_TRANSITIONS: dict[TaskTransition, Rule] = {
     TaskTransition.CANCEL_DOWNSTREAM: _rule(_NON_TERMINAL, TaskState.CANCELLED),
 }
 
-_RUN_LIVE = [None, RunState.TRIGGERED, RunState.RUNNING]
+# A run with no task ends in the transaction that creates it, right after it starts.
+_RUN_LIVE = [RunState.TRIGGERED, RunState.RUNNING]
 RUN_TRANSITIONS: dict[RunTransition, Rule] = {
     RunTransition.START: _rule({None}, RunState.RUNNING),
-    # A run with no task ends as it is created, so a new row may also end at once.
     RunTransition.SUCCEED: _rule(_RUN_LIVE, RunState.SUCCEEDED),
     RunTransition.FAIL: _rule(_RUN_LIVE, RunState.FAILED),
     RunTransition.CANCEL: _rule(_RUN_LIVE, RunState.CANCELLED),
