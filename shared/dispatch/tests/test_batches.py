@@ -10,10 +10,14 @@ from sqlalchemy import update
 
 from arco_orchestration.db import Database
 from arco_orchestration.delivery import Delivered, claim_due_deliveries, record_deliveries
-from arco_orchestration.dispatch_batch import Enqueued, request_dispatches
-from arco_orchestration.facts import EventKind, cancel_run
+from arco_orchestration.facts import (
+    DispatchSnapshot,
+    Enqueued,
+    EventKind,
+    cancel_run,
+    request_dispatches,
+)
 from arco_orchestration.models import DispatchOutbox, Task
-from arco_orchestration.snapshots import DispatchSnapshot
 from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
 from arco_testkit.clock import T0
 from arco_testkit.facts import (

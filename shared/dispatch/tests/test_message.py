@@ -19,7 +19,7 @@ from arco_dispatch.message import (
 )
 from arco_envelope import WorkerDispatchEnvelope, attempt_id, callback_task_id
 from arco_envelope.tokens import verify_task_token
-from arco_orchestration.snapshots import DispatchSnapshot, TaskSnapshot
+from arco_orchestration.facts import DispatchSnapshot, TaskSnapshot
 from arco_testkit.clock import T0
 from arco_testkit.dispatching import CANONICAL_ENVELOPE_KEYS, flow_settings
 
