@@ -117,4 +117,5 @@ def test_logs_only_for_attempts_already_dispatched(api: Api) -> None:
     second = api.retry(first)  # attempt 1 failed, attempt 2 dispatched
     assert _upload(api, run_id, bearer(second.token()), taskKey=RAW, attempt=2).status_code == 201
     text = _logs(api, run_id).text
-    assert f"=== {RAW} attempt 1" in text and f"=== {RAW} attempt 2" in text
+    assert f"=== {RAW} attempt 1" in text
+    assert f"=== {RAW} attempt 2" in text

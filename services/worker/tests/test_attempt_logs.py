@@ -94,17 +94,19 @@ def test_concurrent_attempts_upload_their_own_output(logging_api: LoggingApi) ->
     assert set(by_key) == {"test.sync", "test.async"}
 
     run, auth, body = by_key["test.sync"]
-    assert run == sync_env["runId"] and auth == "Bearer token-sync" and body["attempt"] == 1
+    assert (run, auth, body["attempt"]) == (sync_env["runId"], "Bearer token-sync", 1)
     assert body["stdout"] == f"threaded hello from {run}\n"
     assert "threaded complaint\n" in body["stderr"]
     assert f"WARNING mytasks: threaded record {run}" in body["stderr"]
-    assert "looped hello" not in body["stdout"] and "looped record" not in body["stderr"]
+    assert "looped hello" not in body["stdout"]
+    assert "looped record" not in body["stderr"]
 
     run, auth, body = by_key["test.async"]
-    assert run == async_env["runId"] and auth == "Bearer token-async"
+    assert (run, auth) == (async_env["runId"], "Bearer token-async")
     assert body["stdout"] == f"looped hello from {run}\n"
     assert "ERROR mytasks: looped record" in body["stderr"]
-    assert "threaded hello" not in body["stdout"] and "threaded record" not in body["stderr"]
+    assert "threaded hello" not in body["stdout"]
+    assert "threaded record" not in body["stderr"]
     assert "complaint" not in body["stderr"]
     # The worker's own logs (structlog, httpx) are not the task's output.
     assert "attempt_started" not in body["stdout"] + body["stderr"]
@@ -122,7 +124,9 @@ def test_logs_go_up_before_the_completion_and_failures_change_nothing(
 
     logging_api.log_status = 409  # e.g. already uploaded: best effort, the report still goes
     with running_worker(worker, logging_api) as running:
-        assert running.dispatch(make_envelope(logging_api.base_url, "test.fails")).status_code == 202
+        assert (
+            running.dispatch(make_envelope(logging_api.base_url, "test.fails")).status_code == 202
+        )
         running.wait_idle()
     assert logging_api.events == ["started", "logs", "completed"]
     assert logging_api.uploads[0][2]["stdout"] == "about to fail\n"
@@ -138,7 +142,9 @@ def test_a_silent_attempt_uploads_nothing(logging_api: LoggingApi) -> None:
         return None
 
     with running_worker(worker, logging_api) as running:
-        assert running.dispatch(make_envelope(logging_api.base_url, "test.quiet")).status_code == 202
+        assert (
+            running.dispatch(make_envelope(logging_api.base_url, "test.quiet")).status_code == 202
+        )
         running.wait_idle()
     assert logging_api.uploads == []
     assert logging_api.events == ["started", "completed"]
@@ -152,7 +158,9 @@ def test_uploading_can_be_turned_off(logging_api: LoggingApi) -> None:
         print("hello")
 
     with running_worker(worker, logging_api, ARCO_WORKER_UPLOAD_LOGS="false") as running:
-        assert running.dispatch(make_envelope(logging_api.base_url, "test.chatty")).status_code == 202
+        assert (
+            running.dispatch(make_envelope(logging_api.base_url, "test.chatty")).status_code == 202
+        )
         running.wait_idle()
     assert logging_api.uploads == []
 

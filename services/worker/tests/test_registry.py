@@ -140,7 +140,7 @@ def test_a_worker_module_is_imported_from_worker_dir(tmp_path: Path) -> None:
         "from arco_worker import Worker\nworker = Worker()\nnot_a_worker = 1\n"
     )
     assert load_worker("authored_tasks_dir:worker", tmp_path).tasks == {}
-    with pytest.raises(RegistrationError, match="is not an arco_worker.Worker"):
+    with pytest.raises(RegistrationError, match=r"is not an arco_worker\.Worker"):
         load_worker("authored_tasks_dir:not_a_worker", tmp_path)
     with pytest.raises(RegistrationError, match="cannot import 'no_such_module_here'"):
         load_worker("no_such_module_here:worker", tmp_path)

@@ -19,6 +19,17 @@ from arco_stack.config import ServiceSpec
 STOP_GRACE_SECS = 15.0
 
 
+def _terminate(service: Service, grace: float) -> None:
+    if service.process.poll() is None:
+        service.process.send_signal(signal.SIGTERM)
+        try:
+            service.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            service.process.wait()
+    service.log_file.close()
+
+
 class StackError(RuntimeError):
     """The stack could not start or a service died; the message says which and why."""
 
@@ -92,6 +103,7 @@ class Stack:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=spec.cwd,
         )
         service = Service(spec, process, log_path, log_file)
         self.services.append(service)
@@ -136,6 +148,13 @@ class Stack:
             if service.spec.name == name:
                 return service
         raise KeyError(name)
+
+    def restart(self, name: str, grace: float = STOP_GRACE_SECS) -> Service:
+        """Stop one service (SIGTERM, then SIGKILL after ``grace``) and start it again."""
+        service = self.service(name)
+        _terminate(service, grace)
+        self.services.remove(service)
+        return self.start(service.spec)
 
     def kill(self, name: str) -> None:
         """SIGKILL one service (no chance to clean up, as in a crash) and forget it."""

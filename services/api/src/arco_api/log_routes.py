@@ -77,9 +77,7 @@ def _token_task_key(claims: TaskTokenClaims) -> str:
         return claims.task_id  # upstream's legacy form: the task id is the task key
 
 
-def _check_token_covers(
-    claims: TaskTokenClaims, run_id: str, task_key: str, attempt: int
-) -> None:
+def _check_token_covers(claims: TaskTokenClaims, run_id: str, task_key: str, attempt: int) -> None:
     if (claims.run_id, _token_task_key(claims), claims.attempt) != (run_id, task_key, attempt):
         raise forbidden(
             "a task token may upload only its own attempt's logs: this one is for "

@@ -127,9 +127,9 @@ def install() -> None:
     (idempotent; the handler survives a later ``configure_logging``, which re-adds it)."""
     with _installed:
         if not isinstance(sys.stdout, _Tee):
-            sys.stdout = _Tee(sys.stdout, "stdout")  # type: ignore[assignment]
+            sys.stdout = _Tee(sys.stdout, "stdout")
         if not isinstance(sys.stderr, _Tee):
-            sys.stderr = _Tee(sys.stderr, "stderr")  # type: ignore[assignment]
+            sys.stderr = _Tee(sys.stderr, "stderr")
         root = logging.getLogger()
         if _handler not in root.handlers:
             root.addHandler(_handler)
