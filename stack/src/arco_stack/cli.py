@@ -27,7 +27,9 @@ from arco_stack.client import ApiClient, user_token
 from arco_stack.config import (
     TENANT_ID,
     WORKSPACE_ID,
+    Ports,
     read_env_file,
+    recorded_ports,
     stack_environment,
 )
 from arco_stack.demo import demo_trigger
@@ -59,9 +61,14 @@ WorkerDir = Annotated[
 _PARTITION = re.compile(r"^([^=\s]+)=(.*)$")
 
 
+def _local_env(data_dir: Path) -> dict[str, str]:
+    """The environment of the local stack of ``data_dir`` (never creates secrets)."""
+    return stack_environment(data_dir, ports=recorded_ports(data_dir), create=False)
+
+
 def _local_client(data_dir: Path) -> ApiClient:
-    """A client of the local stack of ``data_dir`` (never creates secrets)."""
-    return ApiClient.of_stack(stack_environment(data_dir, create=False))
+    """A client of the local stack of ``data_dir``."""
+    return ApiClient.of_stack(_local_env(data_dir))
 
 
 def _client(
@@ -77,7 +84,7 @@ def _client(
     which then needs ``token`` or a non-empty ``jwt_secret``."""
     if api_url is None:
         if token:
-            env = stack_environment(data_dir, create=False)
+            env = _local_env(data_dir)
             return ApiClient(env["ARCO_FLOW_CALLBACK_BASE_URL"], token, env["ARCO_WORKSPACE_ID"])
         return _local_client(data_dir)
     workspace = workspace or WORKSPACE_ID
@@ -164,6 +171,13 @@ def up(
     exit_after_demo: Annotated[
         bool, typer.Option(help="stop the stack once the demo run ends")
     ] = False,
+    free_ports: Annotated[
+        bool,
+        typer.Option(
+            envvar="ARCO_STACK_FREE_PORTS",
+            help="pick free ports instead of 8080-8082 and 8090 (the other commands find them)",
+        ),
+    ] = False,
 ) -> None:
     """Start api, worker, dispatcher and sweeper with one configuration; Ctrl-C stops them.
 
@@ -176,7 +190,7 @@ def up(
     tasks = _worker_tasks(worker, worker_dir) if worker else None
     stack = LocalStack(
         data_dir, worker=worker, worker_dir=worker_dir, reload=reload, demo=demo,
-        database_url=database_url,
+        database_url=database_url, ports=Ports.free() if free_ports else Ports(),
     )  # fmt: skip
     stopping = False
 
@@ -218,7 +232,7 @@ def token(
     user: Annotated[str, typer.Option(help="the token's sub claim")] = "arco-stack",
 ) -> None:
     """Print a user JWT for the local stack: curl -H "Authorization: Bearer $(arco-stack token)"."""
-    env = stack_environment(data_dir, create=False)
+    env = _local_env(data_dir)
     print(
         user_token(
             env["ARCO_JWT_SECRET"],
@@ -388,7 +402,7 @@ def preflight(
     """The runbook's preconditions and deploy-order gates; non-zero exit on any failure."""
     env: dict[str, str] = dict(os.environ)
     if data_dir is not None:
-        env.update(stack_environment(data_dir, create=False))
+        env.update(_local_env(data_dir))
     if env_file is not None:
         env.update(read_env_file(env_file))
     checks = config_checks(env) + artifact_checks()

@@ -171,3 +171,25 @@ def service_specs(ports: Ports | None = None) -> list[ServiceSpec]:
         ServiceSpec("dispatcher", "arco-dispatcher", ports.dispatcher),
         ServiceSpec("sweeper", "arco-sweeper", ports.sweeper),
     ]
+
+
+PORTS_FILE = "ports.env"
+_PORT_NAMES = ("api", "dispatcher", "sweeper", "worker")
+
+
+def write_ports(data_dir: Path, ports: Ports) -> None:
+    """Record the ports a running ``arco-stack up`` uses, so the other commands find it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"{name.upper()}_PORT={getattr(ports, name)}\n" for name in _PORT_NAMES)
+    (data_dir / PORTS_FILE).write_text(text, encoding="utf-8")
+
+
+def recorded_ports(data_dir: Path) -> Ports:
+    """The ports recorded by the last ``arco-stack up`` of ``data_dir`` (default ones if none)."""
+    stored = read_env_file(data_dir / PORTS_FILE)
+    values: dict[str, int] = {}
+    for name in _PORT_NAMES:
+        value = stored.get(f"{name.upper()}_PORT", "")
+        if value.isdigit():
+            values[name] = int(value)
+    return Ports(**values)

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from arco_stack.client import ApiClient
-from arco_stack.config import Ports, ServiceSpec, service_specs, stack_environment
+from arco_stack.config import Ports, ServiceSpec, service_specs, stack_environment, write_ports
 from arco_stack.demo import demo_manifest
 from arco_stack.processes import Service, Stack, StackError, migrate
 
@@ -137,6 +137,7 @@ class LocalStack:
             self.data_dir, ports=self.ports, database_url=self.database_url, overrides=overrides
         )
         migrate(self.env)
+        write_ports(self.data_dir.resolve(), self.ports)
         stack = self._stack = Stack(self.data_dir.resolve(), self.env)
         try:
             # Start everything at once (each needs only the migrated database), then wait

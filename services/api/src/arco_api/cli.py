@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import uvicorn
@@ -14,7 +15,18 @@ from arco_orchestration.db import Database
 from arco_orchestration.migrate import SchemaNotCurrent, require_current_schema
 
 
-def main() -> int:
+CONFIGURATION_HELP = (
+    "Configured by environment variables only (ARCO_DATABASE_URL, ARCO_JWT_SECRET, "
+    "ARCO_TASK_TOKEN_SECRET, ARCO_HTTP_PORT, ...): see .env.example, docs/operations.md and "
+    "docs/auth.md. `arco-stack up` runs every service with a working local configuration."
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # --help is answered before any configuration is read.
+    argparse.ArgumentParser(
+        prog="arco-api", description=__doc__, epilog=CONFIGURATION_HELP
+    ).parse_args(argv)
     configure_logging()
     try:
         settings = ApiSettings()
