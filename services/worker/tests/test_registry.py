@@ -144,3 +144,14 @@ def test_a_worker_module_is_imported_from_worker_dir(tmp_path: Path) -> None:
         load_worker("authored_tasks_dir:not_a_worker", tmp_path)
     with pytest.raises(RegistrationError, match="cannot import 'no_such_module_here'"):
         load_worker("no_such_module_here:worker", tmp_path)
+
+
+def test_a_handler_can_be_called_directly_with_a_test_context() -> None:
+    ctx = TaskContext.for_test("shop.orders", payload={"n": 2}, partition_key="date=x")
+    assert (ctx.task_key, ctx.payload, ctx.partition_key, ctx.attempt) == (
+        "shop.orders",
+        {"n": 2},
+        "date=x",
+        1,
+    )
+    assert not ctx.cancelled

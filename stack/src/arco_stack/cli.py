@@ -254,6 +254,9 @@ def deploy(
     worker_dir: WorkerDir = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     as_json: JsonFlag = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="print the manifest (JSON) instead of deploying it")
+    ] = False,
 ) -> None:
     """Deploy a manifest derived from your worker's tasks (--worker) or a manifest file;
     prints the assets added, removed and kept relative to the active manifest."""
@@ -264,6 +267,9 @@ def deploy(
         if worker is not None
         else manifest_from_file(manifest_file)  # type: ignore[arg-type]
     )
+    if dry_run:
+        _print_json(manifest)
+        return
     with _local_client(data_dir) as client:
         change = ManifestChange.between(client.latest_manifest(), manifest)
         deployed = client.deploy_manifest(manifest)
