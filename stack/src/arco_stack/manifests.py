@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 # An asset key as the API's manifest parser accepts it: lowercase namespace segment, a dot,
 # a non-empty name (docs/manifest.md).
 _ASSET_KEY = re.compile(r"^([a-z][a-z0-9_]*)\.(\S+)$")
-DEFAULT_EXECUTION = {"maxRetries": 2, "timeoutSeconds": 600}
 
 
 class ManifestInputError(ValueError):
@@ -65,7 +64,7 @@ def manifest_from_worker(worker: Worker, *, deployed_by: str = "arco-stack") -> 
                     "module": getattr(handler, "__module__", "") or "",
                     "function": getattr(handler, "__name__", "") or "",
                 },
-                "execution": dict(DEFAULT_EXECUTION),
+                "execution": {},  # stored, not read: every task gets 3 attempts
                 "resources": {},
                 "io": {},
             }
