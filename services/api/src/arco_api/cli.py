@@ -14,7 +14,6 @@ from arco_api.settings import ApiSettings
 from arco_orchestration.db import Database
 from arco_orchestration.migrate import SchemaNotCurrent, require_current_schema
 
-
 CONFIGURATION_HELP = (
     "Configured by environment variables only (ARCO_DATABASE_URL, ARCO_JWT_SECRET, "
     "ARCO_TASK_TOKEN_SECRET, ARCO_HTTP_PORT, ...): see .env.example, docs/operations.md and "
