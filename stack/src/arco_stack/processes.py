@@ -19,15 +19,20 @@ from arco_stack.config import ServiceSpec
 STOP_GRACE_SECS = 15.0
 
 
+def _reap(service: Service, timeout: float) -> None:
+    """Wait up to ``timeout`` for the process to exit, then SIGKILL it; close its log."""
+    try:
+        service.process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        service.process.kill()
+        service.process.wait()
+    service.log_file.close()
+
+
 def _terminate(service: Service, grace: float) -> None:
     if service.process.poll() is None:
         service.process.send_signal(signal.SIGTERM)
-        try:
-            service.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            service.process.kill()
-            service.process.wait()
-    service.log_file.close()
+    _reap(service, grace)
 
 
 class StackError(RuntimeError):
@@ -171,11 +176,5 @@ class Stack:
                 service.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for service in reversed(self.services):
-            remaining = max(0.0, deadline - time.monotonic())
-            try:
-                service.process.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                service.process.kill()
-                service.process.wait()
-            service.log_file.close()
+            _reap(service, max(0.0, deadline - time.monotonic()))
         self.services.clear()
