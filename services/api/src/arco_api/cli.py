@@ -22,10 +22,12 @@ CONFIGURATION_HELP = (
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Check the configuration and serve; ``argv`` are the command-line arguments (none by
+    default: in-process callers such as tests pass none). Returns the exit status."""
     # --help is answered before any configuration is read.
     argparse.ArgumentParser(
         prog="arco-api", description=__doc__, epilog=CONFIGURATION_HELP
-    ).parse_args(argv)
+    ).parse_args(argv or [])
     configure_logging()
     try:
         settings = ApiSettings()
@@ -55,5 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def console_main() -> None:
+    """The ``arco-api`` console script: the process's arguments, its exit status."""
+    sys.exit(main(sys.argv[1:]))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()
