@@ -158,6 +158,10 @@ def test_deploy_trigger_and_read_the_printed_line(up: Up) -> None:
     assert f"WARNING mytasks: extracting {run['runId']}" in logs
     only = up.cli("logs", prefix, "--task", "hello.extract", check=True).stdout
     assert "report printed" not in only
+    followed = up.cli("logs", prefix, "--follow", check=True).stdout  # the run ended: returns
+    assert followed == logs
+    watched = up.cli("runs", "watch", prefix, "--json", check=True)
+    assert json.loads(watched.stdout)["state"] == "SUCCEEDED"
     # Deploying the same worker again changes nothing.
     again = up.cli("deploy", "--worker", "mytasks:worker", check=True).stdout
     assert "added   -" in again
