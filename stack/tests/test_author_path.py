@@ -174,6 +174,8 @@ def test_a_failed_run_exits_1_and_prints_the_error(up: Up) -> None:
     assert result.returncode == 1
     assert "hello.broken FAILED: ValueError: the input was empty" in result.stdout
     run_id = result.stdout.split()[1]
+    # Tables never cut an id, even at the 80 columns of a pipe.
+    assert run_id in up.cli("runs", "list", check=True).stdout
     cancelled = up.cli("runs", "cancel", run_id)
     assert cancelled.returncode == 1
     assert cancelled.stderr.strip() == (

@@ -128,12 +128,12 @@ def _banner(stack: LocalStack, elapsed: float, tasks: list[str] | None) -> None:
         f"  tenant     {stack.env['ARCO_TENANT_ID']}   workspace {stack.env['ARCO_WORKSPACE_ID']}",
         f"  data       {data}   (service logs in {data / 'logs'})",
     ]
+    flag = "" if stack.data_dir == DEFAULT_DATA_DIR else f" --data-dir {stack.data_dir}"
     if stack.worker:
         reload = ", restarted when a .py file changes" if stack.reload else ""
         lines.append(f"  worker     {stack.worker} from {stack.worker_folder}{reload}")
         if tasks:
             lines.append(f"  tasks      {', '.join(tasks)}")
-        flag = "" if stack.data_dir == DEFAULT_DATA_DIR else f" --data-dir {stack.data_dir}"
         key = tasks[-1] if tasks else "NAMESPACE.NAME"
         lines += [
             "Next, in another terminal here:",
@@ -143,10 +143,10 @@ def _banner(stack: LocalStack, elapsed: float, tasks: list[str] | None) -> None:
     else:
         lines += [
             "Next:",
-            "  arco-stack trigger demo.sleep --upstream --partition date=2026-01-01 --wait"
+            f"  arco-stack trigger demo.sleep --upstream --partition date=2026-01-01 --wait{flag}"
             if stack.demo
             else "  arco-stack up --demo   (your own worker: see docs/getting-started.md)",
-            "  arco-stack runs list",
+            f"  arco-stack runs list{flag}",
         ]
     lines.append("Ctrl-C stops the stack.")
     for line in lines:
