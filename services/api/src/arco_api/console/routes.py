@@ -29,6 +29,7 @@ from arco_api.console.runs_view import (
 from arco_api.console.session import (
     ConsoleSession,
     CsrfRefused,
+    LoginRequired,
     check_csrf,
     check_login_csrf,
     current_session,
@@ -114,9 +115,7 @@ async def console_root() -> Response:
 
 def _login_form(request: Request, status: int, next_page: str, error: str | None) -> Response:
     nonce = new_login_nonce()
-    response = render(
-        "login.html", status, next=next_page, error=error, nonce=nonce, session=None
-    )
+    response = render("login.html", status, next=next_page, error=error, nonce=nonce, session=None)
     remember_login_nonce(request, response, nonce)
     return response
 
@@ -230,7 +229,9 @@ async def confirm_rerun(request: Request, session: SessionDep, run_id: str) -> R
 async def _act(
     request: Request, session: ConsoleSession, run_id: str, action: str, body: dict[str, Any]
 ) -> Response:
-    answer = await actions.call_api(request, session, f"/runs/{quote(run_id, safe='')}/{action}", body)
+    answer = await actions.call_api(
+        request, session, f"/runs/{quote(run_id, safe='')}/{action}", body
+    )
     if answer.ok:
         target = answer.body.get("runId", run_id) if action == "rerun" else run_id
         return _see_other(f"/ui/runs/{quote(str(target), safe='')}?notice={action}")
@@ -241,7 +242,12 @@ async def _act(
     if view is None:
         raise PageNotFound(f"run not found: {run_id}")
     return render(
-        "confirm.html", answer.status, view=view, action=action, error=answer.message, session=session
+        "confirm.html",
+        answer.status,
+        view=view,
+        action=action,
+        error=answer.message,
+        session=session,
     )
 
 
@@ -300,7 +306,6 @@ async def trigger(request: Request, session: SessionDep) -> Response:
 
 def install_error_pages(app: Any) -> None:
     """Login redirects, CSRF refusals and not-found pages of the console, as HTML."""
-    from arco_api.console.session import LoginRequired
 
     async def login_required(request: Request, exc: Exception) -> Response:
         if _live(request) or request.method != "GET":

@@ -80,9 +80,7 @@ class RunView:
         return (self.timeline_end - self.timeline_start).total_seconds()
 
 
-def _bars(
-    events: list[TaskEvent], start: datetime, end: datetime
-) -> tuple[AttemptBar, ...]:
+def _bars(events: list[TaskEvent], start: datetime, end: datetime) -> tuple[AttemptBar, ...]:
     attempts: dict[tuple[str, int], dict[str, Any]] = {}
     for event in events:
         if event.attempt < 1 or event.to_state is None:
@@ -142,7 +140,7 @@ def load_run_view(session: Session, scope: Scope, run_id: str, now: datetime) ->
     start = parse_timestamp(run["createdAt"])
     end = parse_timestamp(run["completedAt"]) if "completedAt" in run else now
     if events:
-        end = max(end, max(event.at for event in events))
+        end = max(end, *(event.at for event in events))
     return RunView(
         run=run,
         states={str(task["taskKey"]): str(task["state"]) for task in run["tasks"]},

@@ -29,7 +29,10 @@ from arco_orchestration.states import PublicRunState, RunState
 
 PAGE_SIZE = 50
 SEARCH_LIMIT = 512
-FILTERABLE_STATES = tuple(state for state in PublicRunState if state is not PublicRunState.TIMED_OUT)
+SEARCH_IDS = 500
+FILTERABLE_STATES = tuple(
+    state for state in PublicRunState if state is not PublicRunState.TIMED_OUT
+)
 _NOT_TERMINAL = (RunState.TRIGGERED.value, RunState.RUNNING.value)
 
 
@@ -119,15 +122,40 @@ def _prefix_upper_bound(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
-def _search_condition(scope: Scope, search: str) -> ColumnElement[bool]:
-    by_key = select(RunKey.run_id).where(
-        RunKey.tenant_id == scope.tenant_id,
-        RunKey.workspace_id == scope.workspace_id,
-        RunKey.run_key == search,
+def _search_condition(session: Session, scope: Scope, search: str) -> ColumnElement[bool]:
+    """Runs whose key is ``search``, or whose id starts with it.
+
+    A selective prefix (the usual case: a run id pasted or cut short) is first resolved to its
+    few ids through the primary key alone, and the page then reads just those rows: without
+    that, SQLite's planner (which has no statistics) prefers the scope index and reads every
+    run of the workspace. A short prefix matching many runs stays a range that the
+    newest-first scan filters by, which finds a page quickly because such matches are dense.
+    """
+    by_key = set(
+        session.scalars(
+            select(RunKey.run_id).where(
+                RunKey.tenant_id == scope.tenant_id,
+                RunKey.workspace_id == scope.workspace_id,
+                RunKey.run_key == search,
+            )
+        )
     )
     # A range, not LIKE: both databases answer it from the primary key.
     by_prefix = and_(Run.run_id >= search, Run.run_id < _prefix_upper_bound(search))
-    return or_(by_prefix, Run.run_id.in_(by_key.scalar_subquery()))
+    prefixed = session.execute(
+        select(Run.run_id, Run.tenant_id, Run.workspace_id)
+        .where(by_prefix)
+        .order_by(Run.run_id)
+        .limit(SEARCH_IDS + 1)
+    ).all()
+    if len(prefixed) > SEARCH_IDS:
+        return or_(by_prefix, Run.run_id.in_(sorted(by_key)))
+    ids = by_key | {
+        run_id
+        for run_id, tenant, workspace in prefixed
+        if (tenant, workspace) == (scope.tenant_id, scope.workspace_id)
+    }
+    return Run.run_id.in_(sorted(ids))
 
 
 def state_counts(session: Session, scope: Scope) -> tuple[tuple[str, int], ...]:
@@ -163,11 +191,20 @@ def state_counts(session: Session, scope: Scope) -> tuple[tuple[str, int], ...]:
 def load_runs_page(
     session: Session, scope: Scope, query: RunsQuery, *, limit: int = PAGE_SIZE
 ) -> RunsPage:
-    stmt = select(Run).where(Run.tenant_id == scope.tenant_id, Run.workspace_id == scope.workspace_id)
+    if query.search:
+        # The ids are known and few: read them by primary key. The scope is still required,
+        # through expressions no index matches, so the planner cannot pick the scope index.
+        stmt = select(Run).where(
+            _search_condition(session, scope, query.search),
+            func.coalesce(Run.tenant_id, "") == scope.tenant_id,
+            func.coalesce(Run.workspace_id, "") == scope.workspace_id,
+        )
+    else:
+        stmt = select(Run).where(
+            Run.tenant_id == scope.tenant_id, Run.workspace_id == scope.workspace_id
+        )
     if query.state is not None:
         stmt = stmt.where(_state_condition(query.state))
-    if query.search:
-        stmt = stmt.where(_search_condition(scope, query.search))
     if query.after is not None:
         stmt = stmt.where(tuple_(Run.triggered_at, Run.run_id) < query.after)
     stmt = stmt.order_by(Run.triggered_at.desc(), Run.run_id.desc()).limit(limit + 1)

@@ -80,7 +80,9 @@ def _attempts(history: list[dict[str, Any]]) -> tuple[AttemptRow, ...]:
         row = rows.get(attempt) or AttemptRow(attempt, event.get("attemptId"), ())
         change = StateChange(str(event["toState"]), str(event["at"]))
         if not row.changes or row.changes[-1].state != change.state:
-            row = AttemptRow(row.attempt, row.attempt_id or event.get("attemptId"), (*row.changes, change))
+            row = AttemptRow(
+                row.attempt, row.attempt_id or event.get("attemptId"), (*row.changes, change)
+            )
         rows[attempt] = row
     return tuple(rows[key] for key in sorted(rows))
 
