@@ -67,8 +67,8 @@ class RunView:
 
     @property
     def can_rerun(self) -> bool:
-        """Rerun from failure needs a finished run with something that did not succeed."""
-        return self.state in (PublicRunState.FAILED, PublicRunState.CANCELLED)
+        """Rerun from failure needs a FAILED run (the API refuses any other)."""
+        return self.state == PublicRunState.FAILED
 
     @property
     def counts(self) -> list[tuple[str, int]]:
@@ -127,13 +127,16 @@ def load_run_view(session: Session, scope: Scope, run_id: str, now: datetime) ->
     run = queries.run_detail(session, scope, run_id)
     if run is None:
         return None
-    edges = session.execute(
-        select(TaskDependency.upstream_key, TaskDependency.downstream_key).where(
-            TaskDependency.run_id == run_id
+    edges = [
+        (upstream, downstream)
+        for upstream, downstream in session.execute(
+            select(TaskDependency.upstream_key, TaskDependency.downstream_key).where(
+                TaskDependency.run_id == run_id
+            )
         )
-    ).tuples()
+    ]
     keys = [str(task["taskKey"]) for task in run["tasks"]]
-    dag = layout(keys, list(edges))
+    dag = layout(keys, edges)
     events = list(
         session.scalars(select(TaskEvent).where(TaskEvent.run_id == run_id).order_by(TaskEvent.id))
     )
