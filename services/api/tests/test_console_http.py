@@ -16,6 +16,7 @@ from services.api.tests.api_test_support import (
     Api,
     debug_headers,
     sqlite_only,
+    unsigned,
     user_token,
 )
 from services.api.tests.console_support import csrf_of, sign_in, signed_in_csrf
@@ -90,7 +91,7 @@ def test_login_sets_an_httponly_strict_cookie_and_logout_clears_it(client: TestC
     assert client.get("/ui/runs", follow_redirects=False).status_code == 303
 
 
-BAD_TOKENS = {
+BAD_TOKENS: dict[str, Callable[[], str]] = {
     "expired": lambda: jwt.encode(
         _claims(exp=int((datetime.now(UTC) - timedelta(hours=2)).timestamp())),
         USER_JWT_SECRET,
@@ -100,7 +101,7 @@ BAD_TOKENS = {
     "no exp": lambda: jwt.encode(_claims(exp=None), USER_JWT_SECRET, algorithm="HS256"),
     "no tenant": lambda: jwt.encode(_claims(tenant=None), USER_JWT_SECRET, algorithm="HS256"),
     "task token": lambda: jwt.encode(_claims(taskId="t"), USER_JWT_SECRET, algorithm="HS256"),
-    "unsigned": lambda: jwt.encode(_claims(), None, algorithm="none"),
+    "unsigned": lambda: unsigned(_claims()),
     "garbage": lambda: "not-a-jwt",
 }
 

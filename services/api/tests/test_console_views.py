@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from services.api.tests.api_test_support import DAILY, RAW, Api
@@ -63,7 +64,7 @@ def test_layout_of_five_hundred_tasks_is_quick_and_orders_by_barycenter() -> Non
     assert len(drawn.nodes) == 500
     # A long chain stays cheap too (the sweep is linear in the nodes).
     chain = [f"c{n:03d}" for n in range(400)]
-    assert layout(chain, list(zip(chain, chain[1:], strict=False))).layers == 400
+    assert layout(chain, list(pairwise(chain))).layers == 400
 
 
 def test_long_keys_are_shortened_in_the_box_but_kept_whole_as_the_key() -> None:

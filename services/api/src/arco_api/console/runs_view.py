@@ -161,20 +161,16 @@ def _search_condition(session: Session, scope: Scope, search: str) -> ColumnElem
 def state_counts(session: Session, scope: Scope) -> tuple[tuple[str, int], ...]:
     """Runs per public state (stored state, and cancel requests of unfinished runs)."""
     in_scope = (Run.tenant_id == scope.tenant_id, Run.workspace_id == scope.workspace_id)
-    stored: dict[str, int] = {
-        state: count
-        for state, count in session.execute(
-            select(Run.state, func.count()).where(*in_scope).group_by(Run.state)
-        )
-    }
-    cancelling: dict[str, int] = {
-        state: count
-        for state, count in session.execute(
+    stored: dict[str, int] = dict(
+        session.execute(select(Run.state, func.count()).where(*in_scope).group_by(Run.state)).all()
+    )
+    cancelling: dict[str, int] = dict(
+        session.execute(
             select(Run.state, func.count())
             .where(*in_scope, Run.state.in_(_NOT_TERMINAL), Run.cancel_requested.is_(True))
             .group_by(Run.state)
-        )
-    }
+        ).all()
+    )
     counts = {
         PublicRunState.PENDING: stored.get(RunState.TRIGGERED.value, 0)
         - cancelling.get(RunState.TRIGGERED.value, 0),
