@@ -51,10 +51,14 @@ def parse_partitions(text: str) -> list[dict[str, str]]:
     return partitions
 
 
-def trigger_body(selection: list[str], partitions: str, run_key: str) -> dict[str, Any]:
+def trigger_body(
+    selection: list[str], partitions: str, run_key: str, *, include_upstream: bool = False
+) -> dict[str, Any]:
     if not selection:
         raise FormError("select at least one asset")
     body: dict[str, Any] = {"selection": selection}
+    if include_upstream:
+        body["includeUpstream"] = True
     if parsed := parse_partitions(partitions):
         body["partitions"] = parsed
     if run_key.strip():

@@ -35,6 +35,15 @@ class ManifestsView:
     dag: DagLayout
 
 
+def _partitioning(value: object) -> str | None:
+    """The partition dimensions of a partitioned asset, as JSON; ``None`` when unpartitioned."""
+    if not value or (isinstance(value, dict) and not value.get("isPartitioned", True)):
+        return None
+    if isinstance(value, dict) and "dimensions" in value:
+        value = value["dimensions"]
+    return json.dumps(value, sort_keys=True)
+
+
 def load_manifests_view(session: Session, scope: Scope) -> ManifestsView:
     latest = latest_manifest(session, scope.tenant_id, scope.workspace_id)
     count = session.scalar(
@@ -51,11 +60,7 @@ def load_manifests_view(session: Session, scope: Scope) -> ManifestsView:
             key=asset.key,
             description=asset.description,
             upstream=asset.upstream_keys,
-            partitioning=(
-                json.dumps(asset.partitioning, sort_keys=True)
-                if asset.partitioning not in (None, {}, [])
-                else None
-            ),
+            partitioning=_partitioning(asset.partitioning),
         )
         for asset in sorted(manifest.assets, key=lambda asset: asset.key)
     )

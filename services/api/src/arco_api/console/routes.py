@@ -283,12 +283,16 @@ async def trigger(request: Request, session: SessionDep) -> Response:
         "selection": form.get("selection", []),
         "partitions": _field(form, "partitions"),
         "runKey": _field(form, "runKey"),
+        "includeUpstream": _field(form, "includeUpstream"),
     }
     error: str
     status = 400
     try:
         body = actions.trigger_body(
-            list(values["selection"]), str(values["partitions"]), str(values["runKey"])
+            list(values["selection"]),
+            str(values["partitions"]),
+            str(values["runKey"]),
+            include_upstream=values["includeUpstream"] == "on",
         )
     except actions.FormError as problem:
         error = str(problem)
