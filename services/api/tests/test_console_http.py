@@ -336,7 +336,18 @@ def test_the_live_fragment_stops_following_a_finished_run(api: Api) -> None:
     live = api.client.get(f"/ui/runs/{run_id}?fragment=live")
     assert live.headers["x-console-live"] == "follow"
     assert "<html" not in live.text
+    version = live.headers["x-console-version"]
+    same = api.client.get(
+        f"/ui/runs/{run_id}?fragment=live", headers={"x-console-version": version}
+    )
+    assert same.status_code == 204, "nothing changed: nothing is sent"
+    assert same.headers["x-console-live"] == "follow"
     api.fail(api.dispatch(run_id), retryable=False)
+    changed = api.client.get(
+        f"/ui/runs/{run_id}?fragment=live", headers={"x-console-version": version}
+    )
+    assert changed.status_code == 200
+    assert changed.headers["x-console-version"] != version
     finished = api.client.get(f"/ui/runs/{run_id}?fragment=live")
     assert finished.headers["x-console-live"] == "stop"
     assert 'data-state="FAILED"' in finished.text
@@ -369,3 +380,18 @@ def test_docs_load_every_asset_from_this_server(client: TestClient) -> None:
     assert "cdn" not in redoc.text.lower()
     assert "fonts.googleapis" not in redoc.text
     assert "/ui" not in client.get("/openapi.json").json()["paths"]
+
+
+@sqlite_only
+def test_console_answers_are_compressed_and_the_apis_are_not(api: Api) -> None:
+    signed_in_csrf(api.client)
+    gzip = {"accept-encoding": "gzip"}
+    css = api.client.get("/ui/static/console.css", headers=gzip)
+    assert css.headers.get("content-encoding") == "gzip"
+    assert "--succeeded" in css.text
+    runs = api.client.get(
+        f"/api/v1/workspaces/{api.scope.workspace_id}/runs",
+        headers={**gzip, "Authorization": f"Bearer {user_token()}"},
+    )
+    assert runs.status_code == 200
+    assert "content-encoding" not in runs.headers

@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from arco_api.console import dag_layout
+from arco_api.console.svg import dag_svg, gantt_svg
 from arco_envelope import parse_timestamp
 
 # Everything the pages load comes from this server: no CDN, and nothing inline to inject into.
@@ -24,6 +25,7 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
 }
 LIVE_HEADER = "x-console-live"
+VERSION_HEADER = "x-console-version"
 
 
 def _time(value: str | None) -> str:
@@ -59,6 +61,8 @@ _env = Environment(
 _env.filters.update(time=_time, clock=_datetime, state_class=_state_class)
 _env.globals.update(
     duration=_duration,
+    dag_svg=dag_svg,
+    gantt_svg=gantt_svg,
     NODE_WIDTH=dag_layout.NODE_WIDTH,
     NODE_HEIGHT=dag_layout.NODE_HEIGHT,
 )
@@ -73,3 +77,10 @@ def render(
         headers[LIVE_HEADER] = "follow" if live else "stop"
     body = _env.get_template(template).render(**context)
     return HTMLResponse(body, status_code=status, headers=headers)
+
+
+def unchanged(version: str, *, live: bool) -> Response:
+    """The live section did not change since ``version``: nothing to send (204)."""
+    headers = {**SECURITY_HEADERS, LIVE_HEADER: "follow" if live else "stop"}
+    headers[VERSION_HEADER] = version
+    return Response(status_code=204, headers=headers)

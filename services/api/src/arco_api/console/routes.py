@@ -18,8 +18,8 @@ from starlette.responses import RedirectResponse, Response
 
 from arco_api.console import actions
 from arco_api.console.manifests_view import load_manifests_view
-from arco_api.console.pages import SECURITY_HEADERS, render
-from arco_api.console.run_view import GANTT_WIDTH, load_run_view
+from arco_api.console.pages import SECURITY_HEADERS, VERSION_HEADER, render, unchanged
+from arco_api.console.run_view import GANTT_WIDTH, load_run_view, run_version
 from arco_api.console.runs_view import (
     FILTERABLE_STATES,
     ConsoleInputError,
@@ -176,6 +176,13 @@ async def runs_page(request: Request, session: SessionDep) -> Response:
 @router.get("/runs/{run_id}")
 async def run_page(request: Request, session: SessionDep, run_id: str) -> Response:
     now = api_context(request).clock()
+    version: tuple[str, bool] | None = None
+    if _live(request):
+        version = await _read(request, lambda db: run_version(db, session.scope, run_id))
+        if version is None:
+            raise PageNotFound(f"run not found: {run_id}")
+        if request.headers.get(VERSION_HEADER) == version[0]:
+            return unchanged(version[0], live=not version[1])
     view = await _read(request, lambda db: load_run_view(db, session.scope, run_id, now))
     if view is None:
         raise PageNotFound(f"run not found: {run_id}")
@@ -183,7 +190,7 @@ async def run_page(request: Request, session: SessionDep, run_id: str) -> Respon
     notice = {"cancel": "Cancellation requested.", "rerun": "Rerun started from failure."}.get(
         request.query_params.get("notice", "")
     )
-    return render(
+    response = render(
         template,
         live=not view.is_terminal,
         view=view,
@@ -192,6 +199,9 @@ async def run_page(request: Request, session: SessionDep, run_id: str) -> Respon
         live_url=_live_url(request),
         session=session,
     )
+    if version is not None:
+        response.headers[VERSION_HEADER] = version[0]
+    return response
 
 
 @router.get("/runs/{run_id}/tasks/{task_key:path}")

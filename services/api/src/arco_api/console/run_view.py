@@ -3,11 +3,12 @@ and a timeline of attempts built from the task events (queued, running, ended)."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arco_api.console.dag_layout import DagLayout, layout
@@ -80,7 +81,8 @@ class RunView:
         return (self.timeline_end - self.timeline_start).total_seconds()
 
 
-def _bars(events: list[TaskEvent], start: datetime, end: datetime) -> tuple[AttemptBar, ...]:
+def _bars(events: Sequence[Any], start: datetime, end: datetime) -> tuple[AttemptBar, ...]:
+    """Events are rows of ``(task_key, attempt, to_state, at)`` in the order they happened."""
     attempts: dict[tuple[str, int], dict[str, Any]] = {}
     for event in events:
         if event.attempt < 1 or event.to_state is None:
@@ -121,6 +123,19 @@ def _bars(events: list[TaskEvent], start: datetime, end: datetime) -> tuple[Atte
     return tuple(bars)
 
 
+def run_version(session: Session, scope: Scope, run_id: str) -> tuple[str, bool] | None:
+    """A cheap fingerprint of everything the run page shows, and whether the run has ended:
+    every task transition appends an event, so the run's row and its last event id change
+    whenever the page would. The live refresh skips rendering a run that did not change."""
+    run = queries.get_run(session, scope, run_id)
+    if run is None:
+        return None
+    last_event = session.scalar(select(func.max(TaskEvent.id)).where(TaskEvent.run_id == run_id))
+    public = queries.public_state_of(session, run)
+    fingerprint = f"{public.value}.{run.tasks_completed}.{run.cancel_requested:d}.{last_event}"
+    return fingerprint, public.is_terminal
+
+
 def load_run_view(session: Session, scope: Scope, run_id: str, now: datetime) -> RunView | None:
     """The run page of ``run_id`` in ``scope``; ``None`` when the scope has no such run (so
     another tenant's run id is a 404, as in the API)."""
@@ -138,7 +153,11 @@ def load_run_view(session: Session, scope: Scope, run_id: str, now: datetime) ->
     keys = [str(task["taskKey"]) for task in run["tasks"]]
     dag = layout(keys, edges)
     events = list(
-        session.scalars(select(TaskEvent).where(TaskEvent.run_id == run_id).order_by(TaskEvent.id))
+        session.execute(
+            select(TaskEvent.task_key, TaskEvent.attempt, TaskEvent.to_state, TaskEvent.at)
+            .where(TaskEvent.run_id == run_id)
+            .order_by(TaskEvent.id)
+        )
     )
     start = parse_timestamp(run["createdAt"])
     end = parse_timestamp(run["completedAt"]) if "completedAt" in run else now

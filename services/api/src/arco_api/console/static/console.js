@@ -14,6 +14,7 @@
     }
     let busy = false;
     let timer = null;
+    let version = "";
 
     async function refresh() {
       if (busy || document.hidden) {
@@ -23,7 +24,8 @@
       try {
         const response = await fetch(url, {
           credentials: "same-origin",
-          headers: { "x-console-fragment": "live" },
+          // The server answers 204 when the section has not changed since this version.
+          headers: { "x-console-fragment": "live", "x-console-version": version },
           cache: "no-store",
         });
         if (response.status === 401) {
@@ -35,10 +37,13 @@
           element.setAttribute("data-live-error", String(response.status));
           return;
         }
-        const html = await response.text();
         element.removeAttribute("data-live-error");
-        if (html !== element.innerHTML) {
-          element.innerHTML = html;
+        version = response.headers.get("x-console-version") || "";
+        if (response.status !== 204) {
+          const html = await response.text();
+          if (html !== element.innerHTML) {
+            element.innerHTML = html;
+          }
         }
         element.setAttribute("data-live-updated", new Date().toISOString());
         if (response.headers.get("x-console-live") === "stop") {
