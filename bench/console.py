@@ -39,6 +39,7 @@ from bench.support import (
     DEFAULT_POSTGRES,
     PERFORMANCE_DOC,
     RESULTS,
+    SERIES_SQL,
     database_name,
     migrate,
     percentile,
@@ -51,11 +52,6 @@ BIG_RUN = "R-BIG-500"
 LAYERS, PER_LAYER = 10, 50
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
-_SERIES = {
-    "postgresql": "SELECT i FROM generate_series(CAST(:lo AS integer), CAST(:hi AS integer)) AS i",
-    "sqlite": "WITH RECURSIVE s(i) AS (SELECT :lo UNION ALL SELECT i + 1 FROM s WHERE i < :hi) "
-    "SELECT i FROM s",
-}
 _PAD = {"postgresql": "lpad((i)::text, 8, '0')", "sqlite": "printf('%08d', i)"}
 _SECONDS = {
     "postgresql": "CAST(:at AS timestamptz) + i * interval '1 second'",
@@ -86,7 +82,7 @@ def load_runs(db: Database, runs: int) -> float:
     """Insert ``runs`` runs (and the run keys of one in ten) in one transaction; seconds."""
     dialect = db.engine.dialect.name
     parts = {
-        "series": _SERIES[dialect],
+        "series": SERIES_SQL[dialect],
         "pad": _PAD[dialect],
         "state": _STATE,
         "at": _SECONDS[dialect],
