@@ -10,6 +10,7 @@ installs them. Without them the suite skips locally and fails in CI (``CI=true``
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import time
@@ -129,12 +130,15 @@ class Console:
         return str(found[0].get_attribute("data-state")) if found else ""
 
     def shot(self, folder: Path, name: str) -> None:
-        # The whole page, not just the window: widen the window to the document's size.
-        width = self.driver.execute_script("return document.documentElement.scrollWidth")
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(max(1400, int(width)), min(max(1000, int(height) + 40), 4000))
-        assert self.driver.save_screenshot(str(folder / f"{name}.png"))
-        self.driver.set_window_size(1400, 1000)
+        """The whole page, not just the window (Chromium's DevTools protocol)."""
+        metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+        size = metrics["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000)}
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {"format": "png", "captureBeyondViewport": True, "clip": {**clip, "scale": 1}},
+        )
+        (folder / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = f"{self.base}/api/v1/workspaces/{self.workspace}{path}"
