@@ -30,6 +30,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from arco_stack.client import user_token
 
 from .conftest import RunningStack
+from .e2e_handlers import e2e_manifest
 
 # One backend is enough for the browser: the pages' queries are covered on both by the API
 # suite (services/api/tests/test_console_*.py).
@@ -129,11 +130,12 @@ class Console:
         found = self.driver.find_elements(By.CSS_SELECTOR, css)
         return str(found[0].get_attribute("data-state")) if found else ""
 
-    def shot(self, folder: Path, name: str) -> None:
-        """The whole page, not just the window (Chromium's DevTools protocol)."""
+    def shot(self, folder: Path, name: str, max_height: int = 4000) -> None:
+        """The whole page (up to ``max_height`` pixels), not just the window (Chromium's
+        DevTools protocol)."""
         metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
         size = metrics["cssContentSize"]
-        clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000)}
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height)}
         shot = self.driver.execute_cdp_cmd(
             "Page.captureScreenshot",
             {"format": "png", "captureBeyondViewport": True, "clip": {**clip, "scale": 1}},
@@ -285,3 +287,47 @@ def test_runs_page_filters_by_state_and_finds_a_run_by_its_id_prefix(
     assert run_id in console.text("tbody")
     console.open("/ui/runs/NO-SUCH-RUN")
     assert "run not found" in console.text("main")
+
+
+def _layered_manifest(layers: int, width: int) -> dict[str, object]:
+    """``layers`` x ``width`` assets, each depending on two assets of the layer before."""
+
+    def key(layer: int, n: int) -> dict[str, str]:
+        return {"namespace": "wide", "name": f"l{layer}_a{n:02d}"}
+
+    assets = [
+        {
+            "id": f"wide-{layer}-{n}",
+            "key": key(layer, n),
+            "dependencies": [{"upstreamKey": key(layer - 1, up)} for up in {n, (n * 7 + 3) % width}]
+            if layer
+            else [],
+        }
+        for layer in range(layers)
+        for n in range(width)
+    ]
+    return {"manifestVersion": "1.0", "codeVersionId": "wide-1", "assets": assets}
+
+
+def test_a_run_of_two_hundred_tasks_is_drawn_with_every_state_written(
+    console: Console, screenshots: Path
+) -> None:
+    """No worker handles these assets: the first layer fails (no handler), the rest is
+    skipped; the graph still shows every task, in layers, with its state as text."""
+    manifest = _layered_manifest(8, 25)
+    keys = [f"wide.l{layer}_a{n:02d}" for layer in range(8) for n in range(25)]
+    try:
+        assert console.api("POST", "/manifests", json=manifest).status_code == 201
+        run = console.api("POST", "/runs", json={"selection": keys})
+        assert run.status_code == 201, run.text
+        console.open(f"/ui/runs/{run.json()['runId']}")
+        console.wait("the run to end", lambda: console.state_of("#run-state") == "FAILED", 120)
+        nodes = console.driver.find_elements(By.CSS_SELECTOR, "svg.dag g.node")
+        assert len(nodes) == 200
+        states = console.driver.find_elements(By.CSS_SELECTOR, "svg.dag text.node-state")
+        assert {state.text for state in states} == {"FAILED", "SKIPPED"}
+        graph = console.driver.find_element(By.CSS_SELECTOR, "svg.dag")
+        assert str(graph.get_attribute("aria-label")).endswith("200 nodes in 8 layers")
+        console.shot(screenshots, "run-200-tasks", max_height=1300)
+    finally:
+        console.stack.client.deploy_manifest(e2e_manifest())
