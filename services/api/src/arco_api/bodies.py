@@ -103,7 +103,7 @@ class ManifestAssetKey(_OpenDoc):
 
 
 class ManifestRequest(_OpenDoc):
-    """What arco's SDK ``deploy`` sends (arco-manifest section 1); the server checks the rest."""
+    """A manifest as arco's SDK ``deploy`` sends it; the format and its rules: docs/manifest.md."""
 
     manifest_version: str
     code_version_id: str

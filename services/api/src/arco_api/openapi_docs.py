@@ -87,6 +87,7 @@ _DESCRIPTIONS = {
     201: "Created",
     400: "Bad request: malformed JSON, a rule of the request violated, or an invalid id",
     401: "Missing, invalid or expired credentials",
+    403: "The credential does not cover this resource (a task token of another attempt)",
     404: "Not found (also a workspace other than the caller's)",
     409: "Conflict with the current state",
     410: "The task is no longer active",

@@ -20,8 +20,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MODULE:ATTR",
         help="the Worker to serve (default: only the sample tasks, if enabled)",
     )
+    parser.add_argument(
+        "--worker-dir",
+        metavar="DIR",
+        help="folder to import the --worker module from (default: the current folder)",
+    )
     args = parser.parse_args(argv)
-    return run(spec=args.worker)
+    return run(spec=args.worker, worker_dir=args.worker_dir)
 
 
 if __name__ == "__main__":

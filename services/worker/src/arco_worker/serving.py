@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import signal
 import socket
 import sys
+from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -65,15 +67,22 @@ class GracefulServer(uvicorn.Server):
             self.should_exit = True
 
 
-def load_worker(spec: str) -> TaskRegistry:
-    """Import ``module:attribute`` and return that :class:`Worker`."""
+def load_worker(spec: str, worker_dir: str | Path | None = None) -> TaskRegistry:
+    """Import ``module:attribute`` and return that :class:`Worker`.
+
+    The module is looked up in ``worker_dir`` (default: the current folder) first, as
+    ``python -m`` would: a console script alone does not put the current folder on the path.
+    """
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise RegistrationError(f"--worker must look like package.module:attribute, not {spec!r}")
+    folder = str(Path(worker_dir or os.getcwd()).resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise RegistrationError(f"cannot import {module_name!r}: {exc}") from None
+        raise RegistrationError(f"cannot import {module_name!r} (from {folder}): {exc}") from None
     worker = getattr(module, attribute, None)
     if not isinstance(worker, TaskRegistry):
         raise RegistrationError(f"{spec!r} is not an arco_worker.Worker")
@@ -81,12 +90,15 @@ def load_worker(spec: str) -> TaskRegistry:
 
 
 def build_worker(
-    settings: WorkerSettings, spec: str | None = None, worker: TaskRegistry | None = None
+    settings: WorkerSettings,
+    spec: str | None = None,
+    worker: TaskRegistry | None = None,
+    worker_dir: str | None = None,
 ) -> TaskRegistry:
     """The worker to serve (``worker``, else ``spec``'s, else an empty one), plus the sample
     handlers when ``ARCO_WORKER_SAMPLE_TASKS=true``; validated."""
     if worker is None:
-        worker = load_worker(spec) if spec else TaskRegistry()
+        worker = load_worker(spec, worker_dir) if spec else TaskRegistry()
     if settings.sample_tasks:
         worker.include(samples)
     worker.validate()
@@ -114,7 +126,9 @@ def serve(
     GracefulServer(config, app.state.service).run(sockets=sockets)
 
 
-def run(worker: TaskRegistry | None = None, spec: str | None = None) -> int:
+def run(
+    worker: TaskRegistry | None = None, spec: str | None = None, worker_dir: str | None = None
+) -> int:
     """Load the configuration, build the worker and serve it; returns the exit code.
 
     Refuses to start (exit code 2), naming every problem, on bad configuration or an
@@ -128,7 +142,7 @@ def run(worker: TaskRegistry | None = None, spec: str | None = None) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        worker = build_worker(settings, spec, worker)
+        worker = build_worker(settings, spec, worker, worker_dir)
     except RegistrationError as exc:
         print(f"arco-worker: refusing to start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
