@@ -34,7 +34,10 @@ def test_events_and_stdlib_records_are_json_lines_with_context(stream: io.String
     configure_logging("info", stream=stream)
     structlog.contextvars.bind_contextvars(run_id="run-1")
     structlog.get_logger("t").info("callback", status=200)
-    logging.getLogger("uvicorn.error").info("Started server", extra={"color_message": "\x1b[1m"})
+    # A logger of its own: in-process servers of other suites may have configured uvicorn's.
+    logging.getLogger("arco_logs_test.server").info(
+        "Started server", extra={"color_message": "\x1b[1m"}
+    )
     event, record = lines(stream)
     assert (event["event"], event["status"], event["run_id"], event["level"]) == (
         "callback",
@@ -55,7 +58,7 @@ def test_events_and_stdlib_records_are_json_lines_with_context(stream: io.String
 def test_level_filters_both_in_any_case(stream: io.StringIO, level: str) -> None:
     configure_logging(level, stream=stream)
     structlog.get_logger("t").info("quiet")
-    logging.getLogger("x").info("quiet too")
+    logging.getLogger("arco_logs_test.quiet").info("quiet too")
     structlog.get_logger("t").warning("loud")
     assert [line["event"] for line in lines(stream)] == ["loud"]
 
