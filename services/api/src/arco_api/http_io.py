@@ -10,6 +10,12 @@ from typing import Any
 from fastapi import Request
 from pydantic import ValidationError
 
+# The deepest nesting of arrays and objects any request body may have. Real bodies (manifests,
+# callbacks, triggers, logs) nest fewer than 10 levels; the limit keeps every recursive step
+# downstream of the parser (the C decoder, pydantic, the manifest's JSON-shape helpers) far
+# from the interpreter's recursion limit.
+MAX_JSON_DEPTH = 64
+
 
 class BodyError(Exception):
     """A body that cannot be used; ``status`` is 400, 413, 415 or 422."""
@@ -83,13 +89,36 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# A complete JSON string (escapes included) and the brackets outside strings.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def nesting_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the arrays and objects of JSON ``text`` nest deeper than ``limit``, found by
+    scanning the brackets outside strings (no recursion, so any depth is safe to ask about)."""
+    if text.count("[") + text.count("{") <= limit:
+        return False  # too few openers to reach the limit: the common, small body
+    depth = 0
+    for bracket in _BRACKET.findall(_JSON_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
 def parse_json(raw: bytes) -> Any:
-    """Decode JSON; malformed input, or a string no store can hold, is a 400 with a JSON
-    body."""
+    """Decode JSON; malformed input, nesting deeper than :data:`MAX_JSON_DEPTH`, or a string
+    no store can hold, is a 400 with a JSON body."""
     try:
         # UTF-8 only (RFC 8259 8.1; json.loads would also guess UTF-16 and UTF-32), with the
         # optional BOM it always accepted.
         text = raw.decode("utf-8-sig")
+        if nesting_too_deep(text):
+            raise ValueError(f"arrays and objects nest deeper than {MAX_JSON_DEPTH} levels")
         document = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         # ValueError covers bad syntax, bad UTF-8 and the hooks above; RecursionError a

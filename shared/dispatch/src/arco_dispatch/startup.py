@@ -31,6 +31,8 @@ def prepare(program: str, settings_cls: type[S]) -> tuple[S, Database] | None:
     if settings is None or problems:
         _refuse(program, problems)
         return None
+    for warning in settings.warnings():
+        print(f"{program}: warning (accepted only in the dev posture): {warning}", file=sys.stderr)
     db = Database.from_url(settings.database_url or None)
     if problem := schema_problem(db.engine):
         _refuse(program, [problem])
