@@ -1,0 +1,37 @@
+"""Every limit a column has is a limit of the wire model (issue 15 finding 5), so a value
+the model accepts is one the database can hold, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import pytest
+from services.api.tests.api_test_support import Api, Attempt, error_of
+
+from arco_envelope.callbacks import MAX_OUTPUT_KEY_LENGTH
+from arco_orchestration.models import Task
+
+
+@pytest.mark.parametrize("field", ["materializationId", "deltaTable"])
+def test_an_output_key_longer_than_its_column_is_422_naming_it(
+    api: Api, running: Attempt, field: str
+) -> None:
+    """A 600-character ``output.materializationId`` passed the model and then was refused by
+    the database (400 on PostgreSQL): now the model refuses it, naming the field."""
+    before = api.snapshot(running.run_id)
+    response = api.completed(running, extra={"output": {field: "m" * 600}})
+    status, code, message = error_of(response)
+    assert (status, code) == (422, "invalid_request")
+    assert f"output.{field}" in message
+    assert api.snapshot(running.run_id) == before
+
+
+def test_an_output_key_at_the_column_limit_is_stored(api: Api, running: Attempt) -> None:
+    longest = "m" * MAX_OUTPUT_KEY_LENGTH
+    output = {"materializationId": longest, "deltaTable": longest}
+    assert api.completed(running, extra={"output": output}).status_code == 200
+    task = api.snapshot(running.run_id)["task"]
+    assert (task["materialization_id"], task["delta_table"]) == (longest, longest)
+
+
+def test_the_model_limit_is_the_column_limit() -> None:
+    for column in ("materialization_id", "delta_table"):
+        assert Task.__table__.columns[column].type.length == MAX_OUTPUT_KEY_LENGTH
