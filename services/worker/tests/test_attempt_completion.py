@@ -236,6 +236,7 @@ def test_an_output_key_longer_than_its_column_is_a_handler_failure(api: FakeCall
     body = _run_one(api, worker, "test.long")
     assert body["outcome"] == "FAILED"
     assert body["error"]["retryable"] is False
-    assert "materializationId" in body["error"]["message"] or "materialization_id" in (
-        body["error"]["message"]
+    assert (
+        "materializationId" in body["error"]["message"]
+        or "materialization_id" in (body["error"]["message"])
     )

@@ -136,6 +136,10 @@ def run(worker: Worker | None = None, spec: str | None = None) -> int:
     except RegistrationError as exc:
         print(f"arco-worker: refusing to start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    for warning in settings.warnings():
+        print(
+            f"arco-worker: warning (accepted only in the dev posture): {warning}", file=sys.stderr
+        )
     configure_logging(settings.log_level)
     log.info(
         "worker_starting",
