@@ -12,6 +12,7 @@ import importlib
 import signal
 import socket
 import sys
+import time
 from types import FrameType
 
 import structlog
@@ -28,6 +29,9 @@ from arco_worker.settings import SettingsError, WorkerSettings, load_settings
 log = structlog.get_logger(__name__)
 
 EXIT_CONFIG = 2
+# A second signal this soon after the first is the same request delivered twice (a wrapper
+# such as `uv run`, npm or a shell forwards the signal its process group also received).
+REPEATED_SIGNAL_WINDOW_SECS = 1.0
 
 
 class GracefulServer(uvicorn.Server):
@@ -35,7 +39,8 @@ class GracefulServer(uvicorn.Server):
 
     uvicorn alone would close the listening socket at once. Here the socket stays open and
     new dispatches get 503 while running handlers get the shutdown grace; then the rest are
-    reported FAILED and the server exits. A second signal exits immediately.
+    reported FAILED and the server exits. A second signal within
+    :data:`REPEATED_SIGNAL_WINDOW_SECS` of the first changes nothing; a later one exits at once.
     """
 
     def __init__(self, config: uvicorn.Config, service: WorkerService) -> None:
@@ -43,6 +48,7 @@ class GracefulServer(uvicorn.Server):
         self._service = service
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain: asyncio.Task[None] | None = None
+        self._first_signal_at: float | None = None
 
     async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
         """Serve until drained (see the class docstring)."""
@@ -50,13 +56,25 @@ class GracefulServer(uvicorn.Server):
         await super().serve(sockets)  # type: ignore[arg-type]
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """Signal handler: start draining on the first signal, force exit on the second."""
-        if self._loop is None or self._drain is not None or self.should_exit:
+        """Signal handler: start draining on the first signal; force the exit on a second one
+        that comes later than the repeat window."""
+        now = time.monotonic()
+        name = signal.Signals(sig).name
+        if self._loop is None:  # not serving yet: nothing to drain
             self.force_exit = True
             super().handle_exit(sig, frame)
             return
-        log.info("shutdown_signal", signal=signal.Signals(sig).name)
-        self._loop.call_soon_threadsafe(self._start_drain)
+        if self._first_signal_at is None:
+            self._first_signal_at = now
+            log.info("shutdown_signal", signal=name)
+            self._loop.call_soon_threadsafe(self._start_drain)
+            return
+        if now - self._first_signal_at < REPEATED_SIGNAL_WINDOW_SECS:
+            log.info("shutdown_signal_repeated", signal=name)
+            return
+        log.warning("shutdown_forced", signal=name)
+        self.force_exit = True
+        super().handle_exit(sig, frame)
 
     def _start_drain(self) -> None:
         if self._drain is None:
