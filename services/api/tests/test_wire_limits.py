@@ -35,3 +35,16 @@ def test_an_output_key_at_the_column_limit_is_stored(api: Api, running: Attempt)
 def test_the_model_limit_is_the_column_limit() -> None:
     for column in ("materialization_id", "delta_table"):
         assert Task.__table__.columns[column].type.length == MAX_OUTPUT_KEY_LENGTH
+
+
+def test_output_timestamps_keep_nanoseconds_end_to_end(api: Api, running: Attempt) -> None:
+    """arco-contract 2.4 (issue 15 finding 12): a worker's ``publishedAt`` with 9 digits is
+    stored in the output document and read back with them. The ``publishedAt`` column is a
+    timestamp (microseconds on PostgreSQL, as upstream's), so the run view's field has 6."""
+    published = "2026-03-04T05:06:07.123456789Z"
+    output = {"publishedAt": published, "outputVisibilityState": "VISIBLE"}
+    assert api.completed(running, extra={"output": output}).status_code == 200
+    task = api.task(running.run_id, running.task_key)
+    assert task["output"]["publishedAt"] == published
+    summary = api.summary(running.run_id, running.task_key)
+    assert summary["publishedAt"] == "2026-03-04T05:06:07.123456Z"
