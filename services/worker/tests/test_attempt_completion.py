@@ -5,6 +5,7 @@ silently."""
 from __future__ import annotations
 
 from datetime import timedelta
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -240,3 +241,33 @@ def test_an_output_key_longer_than_its_column_is_a_handler_failure(api: FakeCall
         "materializationId" in body["error"]["message"]
         or "materialization_id" in (body["error"]["message"])
     )
+
+
+def _keys(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield key
+            yield from _keys(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _keys(inner)
+
+
+def test_every_callback_body_is_camel_case(api: FakeCallbackApi) -> None:
+    """arco-contract 5.1 (issue 15 item 11): callback bodies are camelCase only upstream, so
+    the worker never sends a snake_case key (partialProgress is the task's own document)."""
+    worker = Worker()
+
+    @worker.task("test.fails")
+    def fails(ctx: TaskContext) -> None:
+        ctx.report_progress(10, "half", phase="load")
+        raise TaskFailure("no", retryable=False)
+
+    worker.add("test.ok", lambda ctx: TaskOutput(materialization_id="m", delta_table="t"))
+    with running_worker(worker, api) as running:
+        for key in ("test.ok", "test.fails"):
+            assert running.dispatch(make_envelope(api.base_url, key)).status_code == 202
+        running.wait_idle()
+    bodies = [r.body for r in api.requests()]
+    assert {r.phase for r in api.requests()} >= {"started", "completed"}
+    assert [key for body in bodies for key in _keys(body) if "_" in key] == []
