@@ -23,9 +23,7 @@ REQUIRED = {
 }
 
 
-def _config(
-    tmp_path: Path, values: dict[str, str], *args: str
-) -> subprocess.CompletedProcess[str]:
+def _config(tmp_path: Path, values: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     env_file = tmp_path / "test.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
     return subprocess.run(  # noqa: S603 - a fixed binary and arguments

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from services.api.tests.api_test_support import Api, Attempt, error_of
+from sqlalchemy import String
 
 from arco_envelope.callbacks import MAX_OUTPUT_KEY_LENGTH
 from arco_orchestration.models import Task
@@ -34,7 +35,9 @@ def test_an_output_key_at_the_column_limit_is_stored(api: Api, running: Attempt)
 
 def test_the_model_limit_is_the_column_limit() -> None:
     for column in ("materialization_id", "delta_table"):
-        assert Task.__table__.columns[column].type.length == MAX_OUTPUT_KEY_LENGTH
+        kind = Task.__table__.columns[column].type
+        assert isinstance(kind, String)
+        assert kind.length == MAX_OUTPUT_KEY_LENGTH
 
 
 def test_output_timestamps_keep_nanoseconds_end_to_end(api: Api, running: Attempt) -> None:

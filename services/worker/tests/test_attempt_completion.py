@@ -4,8 +4,8 @@ silently."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest

@@ -135,7 +135,7 @@ def test_access_lines_carry_no_query_string(api: FakeCallbackApi, tmp_path: Path
     text = log_path.read_text()
     assert "hunter2-leak" not in text
     events = [json.loads(line)["event"] for line in text.splitlines() if line.strip()]
-    access = [event for event in events if " HTTP/1.1\" " in event]
+    access = [event for event in events if ' HTTP/1.1" ' in event]
     assert any('"GET /health HTTP/1.1" 200' in event for event in access), text
     assert any('"POST /dispatch HTTP/1.1" 401' in event for event in access), text
     assert all("?" not in event for event in access)

@@ -16,7 +16,7 @@ from arco_worker.service import RETRY_AFTER_SHUTTING_DOWN, ServiceOptions, Worke
 from arco_worker.settings import WorkerSettings
 
 
-class BodyTooLarge(Exception):
+class BodyTooLargeError(Exception):
     """A /dispatch body over ``ARCO_WORKER_MAX_BODY_BYTES``."""
 
 
@@ -25,13 +25,13 @@ async def read_limited(request: Request, limit: int) -> bytes:
     a body without one (chunked) grows past it."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+        raise BodyTooLargeError
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge
+            raise BodyTooLargeError
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -85,7 +85,7 @@ def create_app(
             )
         try:
             envelope = parse_envelope(await read_limited(request, limit))
-        except BodyTooLarge:
+        except BodyTooLargeError:
             return JSONResponse(
                 {
                     "error": "payload_too_large",

@@ -15,14 +15,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-
-from arco_envelope.secret_strength import weak_secret_problems
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from arco_envelope.secret_strength import weak_secret_problems
 
 # Set only while load_settings() reads an explicit mapping instead of os.environ.
 _EXPLICIT_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar(
