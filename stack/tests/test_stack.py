@@ -63,6 +63,12 @@ def test_preflight_names_each_broken_precondition(tmp_path: Path) -> None:
         "api and dispatcher share one token secret (compared by digest)",
         "ARCO_FLOW_TASK_TOKEN_TTL_SECS >= ARCO_FLOW_TASK_TIMEOUT_SECS + 300",
     }
+    env["ARCO_JWT_SECRET"] = env["ARCO_FLOW_RUN_TOKEN"]
+    [weak] = [check for check in config_checks(env) if check.name.startswith("secrets are")]
+    assert not weak.ok
+    assert weak.evidence == (
+        "ARCO_JWT_SECRET and ARCO_FLOW_RUN_TOKEN must not be equal: give each its own secret"
+    )
     assert all(env["ARCO_TASK_TOKEN_SECRET"] not in c.evidence for c in config_checks(env))
 
 
