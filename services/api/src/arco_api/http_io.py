@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from itertools import accumulate
 from typing import Any
 
 from fastapi import Request
@@ -89,25 +90,31 @@ def _finite_float(text: str) -> float:
     return value
 
 
-# A complete JSON string (escapes included) and the brackets outside strings.
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
+class _KeepOnly(dict[int, str]):
+    """A ``str.translate`` table that deletes every character it does not hold."""
+
+    def __missing__(self, key: int) -> None:
+        return None
+
+
+# Escapes (``\"``, ``\\``, ...) go first, so every quote left delimits a string; then all but
+# quotes and brackets; then the strings (every other piece between quotes): what remains is the
+# brackets outside strings. All of it runs in C: a 4.5 MB manifest takes about as long as its
+# json.loads.
+_ESCAPE = re.compile(r"\\.", re.DOTALL)
+_STRUCTURE = _KeepOnly({ord(char): char for char in '"[]{}'})
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def nesting_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether the arrays and objects of JSON ``text`` nest deeper than ``limit``, found by
-    scanning the brackets outside strings (no recursion, so any depth is safe to ask about)."""
+    """Whether the arrays and objects of JSON ``text`` nest deeper than ``limit``, from the
+    running count of the brackets outside strings (no recursion, so any depth is safe)."""
     if text.count("[") + text.count("{") <= limit:
         return False  # too few openers to reach the limit: the common, small body
-    depth = 0
-    for bracket in _BRACKET.findall(_JSON_STRING.sub("", text)):
-        if bracket in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
+    outside_strings = "".join(_ESCAPE.sub("", text).translate(_STRUCTURE).split('"')[::2])
+    if not outside_strings:
+        return False
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, outside_strings))) > limit
 
 
 def parse_json(raw: bytes) -> Any:
