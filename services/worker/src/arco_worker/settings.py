@@ -75,6 +75,8 @@ class WorkerSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=DEFAULT_MAX_BODY_BYTES, ge=1, validation_alias="ARCO_WORKER_MAX_BODY_BYTES"
     )
+    # Upload each attempt's stdout, stderr and log records to the API with its task token.
+    upload_logs: bool = Field(default=True, validation_alias="ARCO_WORKER_UPLOAD_LOGS")
     worker_id: str = Field(default_factory=_default_worker_id, validation_alias="ARCO_WORKER_ID")
     log_level: str = Field(default="info", validation_alias="ARCO_LOG_LEVEL")
 
