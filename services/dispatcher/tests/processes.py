@@ -12,6 +12,7 @@ from pathlib import Path
 from arco_testkit.values import (
     CALLBACK_BASE_URL,
     DISPATCH_SECRET,
+    RUN_TOKEN,
     SCOPE,
     TASK_AUDIENCE,
     TASK_ISSUER,
@@ -34,6 +35,7 @@ def service_env(database_url: str, target_url: str, **extra: str) -> dict[str, s
         ARCO_FLOW_CALLBACK_BASE_URL=CALLBACK_BASE_URL,
         ARCO_FLOW_WORKER_DISPATCH_SECRET=DISPATCH_SECRET,
         ARCO_FLOW_TASK_TOKEN_SECRET=TASK_SECRET,
+        ARCO_FLOW_RUN_TOKEN=RUN_TOKEN,
         ARCO_FLOW_TASK_TOKEN_ISSUER=TASK_ISSUER,
         ARCO_FLOW_TASK_TOKEN_AUDIENCE=TASK_AUDIENCE,
     )

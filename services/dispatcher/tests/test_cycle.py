@@ -38,7 +38,7 @@ from arco_testkit.facts import (
     task_events,
     trigger,
 )
-from arco_testkit.values import SCOPE
+from arco_testkit.values import DISPATCH_SECRET, SCOPE
 
 QUEUE = "projects/proj/locations/loc/queues/arco-flow-dispatch"
 
@@ -305,5 +305,5 @@ def test_every_adapter_sends_the_same_canonical_body_and_headers(
         assert WorkerDispatchEnvelope.from_json(body).to_json().encode() == body
         assert headers == {
             "Content-Type": "application/json",
-            "X-Arco-Dispatch-Secret": "dispatch-secret",
+            "X-Arco-Dispatch-Secret": DISPATCH_SECRET,
         }

@@ -18,7 +18,7 @@ from arco_sweeper.settings import SweeperSettings
 from arco_testkit.clock import T0, FakeClock
 from arco_testkit.dispatching import flow_settings, settings_values
 from arco_testkit.facts import complete, load_task, outbox_row, planned, start, trigger
-from arco_testkit.values import SCOPE
+from arco_testkit.values import RUN_TOKEN, SCOPE
 
 UPSTREAM_KEYS = {
     "repairs_created",
@@ -30,11 +30,15 @@ UPSTREAM_KEYS = {
     "errors",
 }
 
+RUN_HEADERS = {"Authorization": f"Bearer {RUN_TOKEN}"}
+
 
 def client(database: Database, clock: FakeClock, **overrides: Any) -> TestClient:
     overrides.setdefault("sweep_loop", False)
     settings = SweeperSettings(**settings_values(**overrides))
-    return TestClient(create_app(settings, database, provider=MemoryProvider(), clock=clock))
+    return TestClient(
+        create_app(settings, database, provider=MemoryProvider(), clock=clock), headers=RUN_HEADERS
+    )
 
 
 def test_health_ready_and_metrics(database: Database, clock: FakeClock) -> None:
@@ -102,7 +106,7 @@ def test_run_answers_500_with_the_summary_when_an_item_failed(
     settings = SweeperSettings(**settings_values(sweep_loop=False))
     queue = MemoryProvider(capacity=0)
     app = create_app(settings, database, provider=queue, clock=clock)
-    with TestClient(app) as http:
+    with TestClient(app, headers=RUN_HEADERS) as http:
         response = http.post("/run")
     assert response.status_code == 500
     body = response.json()

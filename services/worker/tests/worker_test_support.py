@@ -39,7 +39,7 @@ from arco_worker.registry import TaskRegistry
 from arco_worker.service import ServiceOptions, WorkerService
 from arco_worker.settings import WorkerSettings, load_settings
 
-SECRET = "s3cret-dispatch"
+SECRET = "s3cret-dispatch-0123456789abcdef0123"
 DEFAULT_TIMEOUT = 10.0
 
 # Fast, deterministic knobs: tiny backoff, quick heartbeats, short graces.

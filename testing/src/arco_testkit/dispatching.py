@@ -24,6 +24,7 @@ from arco_envelope import WorkerDispatchEnvelope
 from arco_testkit.values import (
     CALLBACK_BASE_URL,
     DISPATCH_SECRET,
+    RUN_TOKEN,
     SCOPE,
     TASK_AUDIENCE,
     TASK_ISSUER,
@@ -63,6 +64,7 @@ def settings_values(
         "callback_base_url": CALLBACK_BASE_URL,
         "worker_dispatch_secret": DISPATCH_SECRET,
         "task_token_secret": TASK_SECRET,
+        "run_token": RUN_TOKEN,
         "task_token_issuer": TASK_ISSUER,
         "task_token_audience": TASK_AUDIENCE,
     }

@@ -12,7 +12,8 @@ OTHER_TENANT = Scope("tenant-other", WORKSPACE)
 WORKER = "worker-1"
 
 CALLBACK_BASE_URL = "https://api.example"
-DISPATCH_SECRET = "dispatch-secret"
-TASK_SECRET = "task-secret"
+DISPATCH_SECRET = "dispatch-secret-0123456789abcdef0123"
+TASK_SECRET = "task-secret-0123456789abcdef0123456789"
+RUN_TOKEN = "run-token-0123456789abcdef0123456789ab"
 TASK_ISSUER = "https://issuer.task"
 TASK_AUDIENCE = "arco-worker-callback"
