@@ -23,6 +23,7 @@ from arco_stack.config import (
     service_specs,
     stack_environment,
 )
+from arco_stack.conformance.command import conformance
 from arco_stack.demo import demo_manifest, demo_trigger
 from arco_stack.preflight import artifact_checks, config_checks, live_checks
 from arco_stack.processes import Stack, StackError, migrate
@@ -31,6 +32,7 @@ from arco_stack.verification import Check, verify
 app = typer.Typer(help=__doc__, no_args_is_help=True)
 runs_app = typer.Typer(help="Look at and act on runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+app.command()(conformance)
 console = Console()
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="where secrets, SQLite and logs live")]
