@@ -8,6 +8,7 @@ the normal 200 body. Requests are checked as the real API checks them: ``Bearer`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections import deque
@@ -114,6 +115,16 @@ class TrackedAttempt:
     def count(self, phase: str) -> int:
         return len(self.of(phase))
 
+    @property
+    def started(self) -> bool:
+        """Whether a /started of this attempt was acknowledged."""
+        return any(call.answered.startswith("2") for call in self.of("started"))
+
+    def first_answered(self, phase: str, answer: Answer) -> Call | None:
+        """The first call of ``phase`` that got ``answer``."""
+        described = answer.describe()
+        return next((c for c in self.of(phase) if c.answered == described), None)
+
     def phases(self) -> list[str]:
         return [call.phase for call in self.calls if call.phase in BODY_MODELS]
 
@@ -134,6 +145,7 @@ class CallbackApi:
         self._tenant = tenant
         self._workspace = workspace
         self._clock = clock  # monotonic seconds
+        self.changed = asyncio.Condition()  # notified after every recorded call
         self._by_task: dict[str, TrackedAttempt] = {}
         self._by_run: dict[str, TrackedAttempt] = {}
         self.strays: list[str] = []
@@ -159,6 +171,13 @@ class CallbackApi:
         )
 
     async def handle(self, request: Request) -> Response:
+        try:
+            return self._route(request)
+        finally:
+            async with self.changed:
+                self.changed.notify_all()
+
+    def _route(self, request: Request) -> Response:
         path = request.path.split("?", 1)[0]
         if match := LOGS_PATH.search(path):
             attempt = self._by_run.get(match["run"])
@@ -188,7 +207,10 @@ class CallbackApi:
             call.answered = f"{refused.status} ({call.problem})"
             return refused
         queued = attempt.script.get(phase)
-        answer = queued.popleft() if queued else Answer()
+        # Heartbeat scripts start once /started was acknowledged: a heartbeat sent too early is
+        # another rule's business (started-first), and must not use up this scenario's answer.
+        scripted = bool(queued) and (phase != "heartbeat" or attempt.started)
+        answer = queued.popleft() if scripted and queued else Answer()
         call.answered = answer.describe()
         return self._respond(answer, attempt, phase, call)
 

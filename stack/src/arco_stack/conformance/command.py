@@ -12,7 +12,7 @@ from rich.console import Console
 
 from arco_stack.conformance.report import failed, show, write_json
 from arco_stack.conformance.runner import run_suite, select
-from arco_stack.conformance.suite import SuiteConfig
+from arco_stack.conformance.suite import DEFAULT_TOLERANCE_SECS, SuiteConfig
 
 EXIT_USAGE = 2
 
@@ -60,6 +60,12 @@ def conformance(
     only: Annotated[
         list[str] | None, typer.Option("--only", help="run only this scenario (repeatable)")
     ] = None,
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            "--tolerance", min=0.0, help="seconds of lateness allowed on timed rules (heartbeats)"
+        ),
+    ] = DEFAULT_TOLERANCE_SECS,
 ) -> None:
     """Certify a worker (any language) against docs/worker-protocol.md: the suite plays the
     dispatcher and the callback API, scenario by scenario. Exit 1 on any FAIL.
@@ -76,6 +82,7 @@ def conformance(
         workspace=workspace,
         pinned=api_listen is not None,
         only=tuple(only or ()),
+        tolerance_secs=tolerance,
     )
     try:
         select(config.only)

@@ -56,6 +56,7 @@ class HttpServer:
     def __init__(self, handler: Handler) -> None:
         self._handler = handler
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
         self._connections: set[asyncio.Task[None]] = set()
         self.host = ""
         self.port = 0
@@ -73,15 +74,19 @@ class HttpServer:
         return f"http://{host}:{self.port}"
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        if self._server is None:
+            return
+        self._server.close()
+        # Closing the transports ends each connection's read loop (EOF) without cancelling
+        # the tasks asyncio's stream machinery watches.
+        for writer in list(self._writers):
+            writer.transport.abort()
+        if self._connections:
+            await asyncio.wait(set(self._connections), timeout=5.0)
+        await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
@@ -90,6 +95,7 @@ class HttpServer:
         except (ConnectionError, h11.ProtocolError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._writers.discard(writer)
             if task is not None:
                 self._connections.discard(task)
             if not writer.transport.is_closing():

@@ -29,7 +29,7 @@ from arco_stack.conformance.callback_api import CallbackApi, TrackedAttempt
 HEARTBEAT_TIMEOUT_SECS = 30
 HEARTBEAT_INTERVAL_SECS = 6.0
 # Lateness allowed on anything timed (scheduling on a loaded machine, HTTP round trips).
-TOLERANCE_SECS = 2.0
+DEFAULT_TOLERANCE_SECS = 2.0
 # How long the suite watches for callbacks that must not come.
 QUIET_SECS = 2.0
 DELIVERY_TIMEOUT_SECS = 60.0
@@ -49,6 +49,7 @@ class SuiteConfig:
     # callbackBaseUrl pinning scenario can run.
     pinned: bool = False
     only: tuple[str, ...] = ()
+    tolerance_secs: float = DEFAULT_TOLERANCE_SECS
 
     @property
     def dispatch_url(self) -> str:
@@ -94,6 +95,11 @@ class Suite:
     http: httpx.AsyncClient
     clock: Callable[[], float] = time.monotonic
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def tolerance(self) -> float:
+        """Seconds of lateness allowed on anything timed."""
+        return self.config.tolerance_secs
 
     def attempt(self, scenario: str, task_key: str) -> TrackedAttempt:
         """A new attempt (its own run) tracked by the callback API."""
@@ -189,12 +195,13 @@ class Suite:
         return task
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
-        deadline = self.clock() + timeout
-        while not predicate():
-            if self.clock() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
+        """Wait until ``predicate`` (of the recorded calls) holds (True) or ``timeout`` seconds
+        pass (False); it is re-checked after every call the API records."""
+        async with self.api.changed:
+            try:
+                await asyncio.wait_for(self.api.changed.wait_for(predicate), timeout)
+            except TimeoutError:
+                return predicate()
         return True
 
     async def wait_calls(
