@@ -125,8 +125,12 @@ class TrackedAttempt:
         described = answer.describe()
         return next((c for c in self.of(phase) if c.answered == described), None)
 
+    def callbacks(self) -> list[Call]:
+        """The calls to /started, /heartbeat and /completed (not log uploads)."""
+        return [call for call in self.calls if call.phase in BODY_MODELS]
+
     def phases(self) -> list[str]:
-        return [call.phase for call in self.calls if call.phase in BODY_MODELS]
+        return [call.phase for call in self.callbacks()]
 
     def summary(self) -> str:
         """The callbacks in order, e.g. ``started 200, heartbeat 200, completed 200``."""
@@ -222,6 +226,8 @@ class CallbackApi:
         token = authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
         if token in attempt.tokens:
             call.token_index = attempt.tokens.index(token)
+        if call.phase not in BODY_MODELS:
+            return None  # a log upload: the run API's, recorded as information only
         try:
             claims = verify_task_token(self.tokens, token)
         except InvalidTaskToken as exc:

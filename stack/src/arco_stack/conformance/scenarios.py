@@ -296,7 +296,7 @@ async def callback_url(suite: Suite) -> Verdict:
     base = suite.callback_base_url.rstrip("/") + "/"
     v.saw(f"sent conformance.ok with callbackBaseUrl={base}")
     await _run_to_end(suite, v, attempt, suite.envelope(attempt, callbackBaseUrl=base))
-    for call in attempt.calls:
+    for call in attempt.callbacks():
         want = f"/api/v1/tasks/{attempt.task_id}/{call.phase}"
         v.expect(call.path == want, f"/{call.phase} went to {call.path}, not {want}")
     return v
@@ -311,7 +311,7 @@ async def task_succeeds(suite: Suite) -> Verdict:
     attempt = suite.attempt("ok", "conformance.ok")
     v.saw("sent conformance.ok")
     await _run_to_end(suite, v, attempt, suite.envelope(attempt))
-    for call in attempt.calls:
+    for call in attempt.callbacks():
         v.expect(call.problem is None, f"/{call.phase} refused by the API: {call.problem}")
         v.expect(call.token_index == 0, f"/{call.phase} did not carry the envelope's taskToken")
     completed = attempt.of("completed")
@@ -418,7 +418,7 @@ async def _stops_on_heartbeat(suite: Suite, name: str, answer: Answer) -> Verdic
     # Long enough for the next heartbeat, had the worker gone on.
     await asyncio.sleep(HEARTBEAT_INTERVAL_SECS + suite.tolerance + 1.0)
     v.saw(f"callbacks: {attempt.summary()}")
-    later = _first_after(attempt.calls, stopped_at)
+    later = _first_after(attempt.callbacks(), stopped_at)
     v.expect(
         not later,
         f"sent {', '.join(c.phase for c in later)} after the attempt was over",
@@ -450,7 +450,7 @@ async def _runs_nothing(
     v.expect(attempt.count("started") == 1, f"/started sent {attempt.count('started')} times")
     # What came before /started is started-first's business.
     first = _at(next(iter(attempt.of("started")), None))
-    ran = [c.phase for c in _first_after(attempt.calls, first) if c.phase != "started"]
+    ran = [c.phase for c in _first_after(attempt.callbacks(), first) if c.phase != "started"]
     v.expect(not ran, f"{answer.error or answer.status}: the task ran anyway ({', '.join(ran)})")
     if needs_ok:
         v.expect(_last_ok(deliveries), f"{answer.error}: the dispatch was not answered 2xx")
@@ -572,7 +572,7 @@ async def token_refresh(suite: Suite) -> Verdict:
         v.saw("no heartbeat after /started, so no token could be refreshed (heartbeat-cadence)")
         return v
     # /started is started-first's business: only heartbeats and the report count here.
-    later = [c for c in _first_after(attempt.calls, refreshed.at) if c.phase != "started"]
+    later = [c for c in _first_after(attempt.callbacks(), refreshed.at) if c.phase != "started"]
     v.saw("tokens after the refresh: " + ", ".join(f"{c.phase}={_token_name(c)}" for c in later))
     v.expect(bool(later), "nothing was sent after the refresh")
     stale = [c.phase for c in later if c.token_index != 1]
@@ -649,11 +649,8 @@ async def one_terminal_report(suite: Suite) -> Verdict:
             continue
         checked += 1
         # Until the next /started: running a delivery again is dispatch-id-dedupe's business.
-        later = list(
-            itertools.takewhile(
-                lambda c: c.phase != "started", _first_after(attempt.calls, acknowledged[0].at)
-            )
-        )
+        after = _first_after(attempt.callbacks(), acknowledged[0].at)
+        later = list(itertools.takewhile(lambda c: c.phase != "started", after))
         v.expect(
             not later,
             f"{attempt.run_id}: {', '.join(c.phase for c in later)} "
