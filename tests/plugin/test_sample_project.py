@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
+from arco_stack.containers import docker_engine_problem
 from arco_stack.databases import drop_postgres_database, recreate_postgres_database
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pytest-plugin"
@@ -112,31 +111,8 @@ def test_the_sample_project_passes_on_a_postgres_url(tmp_path: Path) -> None:
     assert result.returncode == 0
 
 
-def _docker_engine() -> str | None:
-    """Why no Docker engine answers, or None when one does (at DOCKER_HOST or the default
-    socket, where testcontainers looks). A plain socket: httpcore leaks one when a Unix
-    socket connect fails."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if host.startswith("unix://"):
-        family, address = socket.AF_UNIX, host.removeprefix("unix://")
-    else:
-        parts = urlsplit(host)
-        family, address = socket.AF_INET, (parts.hostname or "", parts.port or 2375)  # type: ignore[assignment]
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.settimeout(5.0)
-            probe.connect(address)
-            probe.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            answer = probe.recv(64)
-    except OSError as exc:
-        return f"no Docker engine at {host}: {exc}"
-    if b" 200 " not in answer:
-        return f"the Docker engine at {host} answered {answer!r}"
-    return None
-
-
 def test_the_sample_project_passes_with_a_postgres_container(tmp_path: Path) -> None:
-    if (missing := _docker_engine()) is not None:
+    if (missing := docker_engine_problem()) is not None:
         if os.environ.get("ARCO_REQUIRE_DOCKER") == "1":
             pytest.fail(f"ARCO_REQUIRE_DOCKER=1 but {missing}")
         pytest.skip(missing)

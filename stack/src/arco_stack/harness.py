@@ -8,8 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,11 @@ import httpx
 
 from arco_stack.client import ApiClient, user_token
 from arco_stack.config import QUICK_REPAIR_OVERRIDES, Ports, service_specs, stack_environment
+from arco_stack.containers import ContainerError, postgres_container
 from arco_stack.processes import Stack, migrate, tail
 from arco_stack.worker_manifest import manifest_of
 from arco_worker import Worker
 
-DEFAULT_POSTGRES_IMAGE = "postgres:16"
 LOG_TAIL_LINES = 30
 NEXT_CURSOR_HEADER = "x-arco-next-cursor"
 
@@ -54,21 +53,6 @@ def load_worker(spec: str) -> Worker:
     if not isinstance(found, Worker):
         raise HarnessError(f"{spec!r} is not an arco_worker.Worker")
     return found
-
-
-@contextmanager
-def _postgres_container() -> Iterator[str]:
-    from testcontainers.community.postgres import PostgresContainer  # noqa: PLC0415 - docker
-
-    image = os.environ.get("ARCO_TEST_POSTGRES_IMAGE", DEFAULT_POSTGRES_IMAGE)
-    try:
-        container = PostgresContainer(image, driver=None).start()
-    except Exception as exc:  # noqa: BLE001 - docker raises many kinds; all mean "no database"
-        raise HarnessError(f"cannot start a PostgreSQL container from {image}: {exc}") from None
-    try:
-        yield container.get_connection_url()
-    finally:
-        container.stop()
 
 
 class ArcoStack:
@@ -106,7 +90,10 @@ class ArcoStack:
             self._worker = load_worker(options.worker)
         database_url = options.database_url
         if options.postgres_container:
-            database_url = self._exits.enter_context(_postgres_container())
+            try:
+                database_url = self._exits.enter_context(postgres_container())
+            except ContainerError as exc:
+                raise HarnessError(str(exc)) from None
         ports = Ports.free()
         self.env = stack_environment(
             self.data_dir, ports=ports, database_url=database_url, overrides=self._overrides()
