@@ -759,3 +759,16 @@ def test_retry_deadline_follows_the_server_clock(
     assert timed.callback("completed", attempt, body).status_code == 200
     task = timed.task(attempt.run_id, RAW)
     assert parse_timestamp(task["retryNotBefore"]) == clock.now + timedelta(seconds=delay)
+
+
+def test_retry_deadline_follows_the_configured_backoff_base(
+    api: Api, make_client: Callable[..., TestClient]
+) -> None:
+    """ARCO_RETRY_BACKOFF_BASE_SECS (the API's setting) is the base the /completed route
+    hands to the completion fact: 2 s here instead of upstream's 30 s."""
+    clock = Clock()
+    timed = Api(make_client(clock=clock, retry_backoff_base_secs=2), api.database)
+    attempt = timed.dispatch(timed.run())
+    assert timed.callback("completed", attempt, attempt.body(outcome="FAILED")).status_code == 200
+    task = timed.task(attempt.run_id, RAW)
+    assert parse_timestamp(task["retryNotBefore"]) == clock.now + timedelta(seconds=2)

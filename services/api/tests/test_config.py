@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,16 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [key.decode() for key in config.verification_keys] == ["s3cret", "old-1", "old-2"]
     monkeypatch.setenv("ARCO_API_PUBLIC", "yes")
     assert ApiSettings().posture is Posture.PUBLIC
+
+
+def test_retry_backoff_base_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upstream's 30 s unless ARCO_RETRY_BACKOFF_BASE_SECS says otherwise; the callback
+    route hands it to the completion fact (domain code reads no environment)."""
+    assert ApiSettings().retry_backoff_base == timedelta(seconds=30)
+    monkeypatch.setenv("ARCO_RETRY_BACKOFF_BASE_SECS", "1.5")
+    assert ApiSettings().retry_backoff_base == timedelta(seconds=1.5)
+    negative = ApiSettings(retry_backoff_base_secs=-1)
+    assert "ARCO_RETRY_BACKOFF_BASE_SECS=-1.0 must not be negative" in negative.problems()
 
 
 def test_config_deserializes_task_token_block() -> None:

@@ -25,8 +25,7 @@ from arco_dispatch.testing import (
 from arco_dispatcher import cycle as cycle_module
 from arco_envelope import cloud_task_name
 from arco_orchestration.db import Database
-from arco_orchestration.dispatch_batch import record_enqueues
-from arco_orchestration.facts import EventKind, request_dispatch
+from arco_orchestration.facts import EventKind, record_enqueues, request_dispatch
 from arco_orchestration.models import TaskEvent
 from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
 

@@ -37,9 +37,8 @@ from arco_dispatch.testing import (
 from arco_envelope import WorkerDispatchEnvelope, attempt_id, cloud_task_name
 from arco_orchestration.db import Database
 from arco_orchestration.delivery import claim_due_deliveries
-from arco_orchestration.facts import EventKind, request_dispatch
+from arco_orchestration.facts import EventKind, record_redispatch, request_dispatch
 from arco_orchestration.models import DispatchOutbox, Run, Task
-from arco_orchestration.repairs import record_redispatch
 from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
 from arco_sweeper.rules import Repair, SweepSummary, redispatch_name
 
@@ -215,6 +214,34 @@ def test_r4_a_silent_running_task_is_reaped_after_timeout_plus_grace(
     ) == ("FAILED", "anti-entropy", "heartbeat_timeout_anti_entropy")
     for key in ("edge", "alive"):
         assert task_row(database, "run1", key).state == TaskState.RUNNING
+
+
+def test_the_failures_a_sweep_records_retry_after_the_configured_backoff(
+    database: Database, make_sweeper: MakeSweeper
+) -> None:
+    """ARCO_RETRY_BACKOFF_BASE_SECS reaches the facts as an argument: an R4 reap and an R2
+    dispatch_timeout both wait the sweeper's configured base, not upstream's 30 s."""
+    queue = MemoryProvider()
+    trigger(database, "run1", [planned("zombie"), planned("stuck")], now=T0 - 3 * MINUTE)
+    dispatch(database, "zombie", at=T0 - 3 * MINUTE, provider=queue)
+    start(database, "run1", "zombie", now=T0 - timedelta(seconds=331))
+    dispatch(database, "stuck", at=T0 - 3 * MINUTE, provider=queue)
+    summary = make_sweeper(
+        queue,
+        retry_backoff_base_secs=5,
+        stuck_dispatched_secs=60,
+        max_redispatches=0,
+    ).sweeper.run()
+    assert sorted((r.rule, r.reason) for r in summary.repairs) == [
+        ("R2", "dispatch_timeout"),
+        ("R4", "heartbeat_timeout_anti_entropy"),
+    ]
+    for key in ("zombie", "stuck"):
+        task = task_row(database, "run1", key)
+        assert (task.state, task.retry_not_before) == (
+            TaskState.RETRY_WAIT,
+            T0 + timedelta(seconds=5),
+        )
 
 
 def test_redrive_and_reaper_run_in_one_sweep_and_healthy_tasks_are_left_alone(

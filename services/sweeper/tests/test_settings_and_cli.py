@@ -39,12 +39,14 @@ def test_thresholds_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("ARCO_FLOW_SWEEP_HEARTBEAT_GRACE_SECS", "5")
     monkeypatch.setenv("ARCO_FLOW_MAX_REDISPATCHES", "0")
     monkeypatch.setenv("ARCO_FLOW_SWEEP_INTERVAL_SECS", "0.5")
+    monkeypatch.setenv("ARCO_RETRY_BACKOFF_BASE_SECS", "2")
     settings = SweeperSettings(**settings_values())
     assert settings.thresholds() == SweepThresholds(
         stuck_ready=timedelta(seconds=60),
         stuck_dispatched=timedelta(seconds=120),
         heartbeat_grace=timedelta(seconds=5),
         max_redispatches=0,
+        retry_backoff_base=timedelta(seconds=2),
     )
     assert settings.interval == timedelta(milliseconds=500)
 
@@ -61,12 +63,14 @@ def test_bad_configuration_is_refused_with_every_problem_named(
     monkeypatch.setenv("ARCO_FLOW_TASK_TOKEN_ISSUER", "https://issuer.task")
     monkeypatch.setenv("ARCO_FLOW_TASK_TIMEOUT_SECS", "0")
     monkeypatch.setenv("ARCO_FLOW_MAX_REDISPATCHES", "-1")
+    monkeypatch.setenv("ARCO_RETRY_BACKOFF_BASE_SECS", "-1")
     assert cli.main() == 2
     assert capsys.readouterr().err.splitlines() == [
         "arco-sweeper: refusing to start:",
         "  - ARCO_FLOW_TASK_TOKEN_AUDIENCE is required (it must match the API)",
         "  - ARCO_FLOW_TASK_TIMEOUT_SECS=0 must be greater than 0",
         "  - ARCO_FLOW_MAX_REDISPATCHES=-1 must not be negative",
+        "  - ARCO_RETRY_BACKOFF_BASE_SECS=-1.0 must not be negative",
     ]
 
 

@@ -21,10 +21,14 @@ from arco_dispatch.testing import (
 )
 from arco_orchestration.db import Database
 from arco_orchestration.delivery import Delivered, claim_due_deliveries, record_deliveries
-from arco_orchestration.dispatch_batch import Enqueued, request_dispatches
-from arco_orchestration.facts import EventKind, cancel_run
+from arco_orchestration.facts import (
+    DispatchSnapshot,
+    Enqueued,
+    EventKind,
+    cancel_run,
+    request_dispatches,
+)
 from arco_orchestration.models import DispatchOutbox, Task
-from arco_orchestration.snapshots import DispatchSnapshot
 from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
 
 LEASE = timedelta(seconds=60)

@@ -20,7 +20,7 @@ from arco_dispatch.message import (
 from arco_dispatch.testing import CANONICAL_ENVELOPE_KEYS, T0, flow_settings
 from arco_envelope import WorkerDispatchEnvelope, attempt_id, callback_task_id
 from arco_envelope.tokens import verify_task_token
-from arco_orchestration.snapshots import DispatchSnapshot, TaskSnapshot
+from arco_orchestration.facts import DispatchSnapshot, TaskSnapshot
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
 

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from shared.orchestration.tests.conftest import (
@@ -34,6 +34,7 @@ from arco_envelope import DEFAULT_WORKER_QUEUE, attempt_id, dispatch_id
 from arco_orchestration import facts
 from arco_orchestration.db import Database
 from arco_orchestration.models import DispatchOutbox, Task
+from arco_orchestration.scope import Scope
 from arco_orchestration.states import DeliveryState, OutboxStatus, RunState, TaskState
 
 
@@ -429,34 +430,60 @@ def test_recreate_dispatch_ignores_tasks_that_are_not_dispatched(database: Datab
     assert outbox_rows(database, "run1") == []
 
 
-def test_note_redispatch_counts_and_restarts_the_clock(database: Database) -> None:
+def redispatch(
+    database: Database, dispatch_id: str, *, now: datetime, name: str, scope: Scope = SCOPE
+) -> bool:
+    with database.transaction() as session:
+        return facts.record_redispatch(
+            session,
+            scope,
+            "run1",
+            dispatch_id,
+            expected_redispatch_count=0,
+            cloud_task_id=name,
+            envelope_keys=["dispatchId"],
+            push_delivery=False,
+            deduplicated=False,
+            now=now,
+        )
+
+
+def test_record_redispatch_counts_and_restarts_the_clock(database: Database) -> None:
     trigger(database, "run1", [planned("extract")])
     requested = dispatch(database, "run1", "extract", now=at(1))
     assert enqueue(database, requested.dispatch_id, now=at(2), cloud_task_id="d_original")
-    with database.transaction() as session:
-        row = facts.note_redispatch(
-            session, SCOPE, requested.dispatch_id, now=at(700), cloud_task_id="d_repair1"
-        )
-        assert row is not None
+    assert redispatch(database, requested.dispatch_id, now=at(700), name="d_repair1")
     (row,) = outbox_rows(database, "run1")
     assert (row.redispatch_count, row.created_at, row.cloud_task_id) == (1, at(700), "d_repair1")
     assert row.status == OutboxStatus.CREATED
     (event,) = task_events(database, "run1", "extract", "redispatched")
     assert event.detail == {"dispatchId": requested.dispatch_id, "redispatch": 1}
+    # a CREATED row is not acknowledged again (one dispatch_enqueued event)
+    assert len(task_events(database, "run1", "extract", "dispatch_enqueued")) == 1
     # 0.2 (b): the repair's own enqueue acknowledgement is dropped
     assert not enqueue(database, requested.dispatch_id, now=at(701), cloud_task_id="d_repair1")
-    with database.transaction() as session:
-        assert (
-            facts.note_redispatch(session, SCOPE, "dispatch:none:x:1", now=at(1), cloud_task_id="d")
-            is None
-        )
-        assert (
-            facts.note_redispatch(
-                session, OTHER_WORKSPACE, requested.dispatch_id, now=at(1), cloud_task_id="d"
-            )
-            is None
-        )
+    # a second sweeper that saw redispatch_count 0 records nothing
+    assert not redispatch(database, requested.dispatch_id, now=at(702), name="d_repair1")
+    assert not redispatch(database, "dispatch:none:x:1", now=at(1), name="d")
+    assert not redispatch(
+        database, requested.dispatch_id, now=at(1), name="d", scope=OTHER_WORKSPACE
+    )
     assert outbox_rows(database, "run1")[0].redispatch_count == 1
+
+
+def test_record_redispatch_of_a_pending_row_records_its_first_enqueue(database: Database) -> None:
+    trigger(database, "run1", [planned("extract")])
+    requested = dispatch(database, "run1", "extract", now=at(1))
+    assert redispatch(database, requested.dispatch_id, now=at(700), name="d_repair1")
+    (row,) = outbox_rows(database, "run1")
+    assert (row.status, row.redispatch_count, row.enqueued_at) == (
+        OutboxStatus.CREATED,
+        1,
+        at(700),
+    )
+    (enqueued,) = task_events(database, "run1", "extract", "dispatch_enqueued")
+    assert enqueued.detail is not None
+    assert enqueued.detail["cloudTaskId"] == "d_repair1"
 
 
 def test_reaper_failure_is_retryable_and_a_late_worker_completion_is_a_no_op(

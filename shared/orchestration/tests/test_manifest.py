@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from arco_envelope.timestamps import format_timestamp
 from arco_orchestration.manifest import (
     IDEMPOTENCY_CONFLICT_MESSAGE,
     AssetKeyError,
@@ -19,7 +20,6 @@ from arco_orchestration.manifest import (
     canonical_asset_key,
     cron_is_valid,
     deploy_response,
-    format_timestamp,
     idempotency_outcome,
     manifest_document,
     manifest_fingerprint,

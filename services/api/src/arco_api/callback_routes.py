@@ -4,6 +4,7 @@ storage ids, attempt 0, then the state checks of ``arco_orchestration.callbacks`
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -210,6 +211,6 @@ async def heartbeat(request: Request, task_id: str) -> JSONResponse:
     openapi_extra=docs.json_body(TaskCompletedRequest, user=False),
 )
 async def completed(request: Request, task_id: str) -> JSONResponse:
-    return await _handle(
-        request, task_id, "completed", TaskCompletedRequest, callbacks.handle_completed
-    )
+    retry_base = api_context(request).settings.retry_backoff_base
+    handler = functools.partial(callbacks.handle_completed, retry_base=retry_base)
+    return await _handle(request, task_id, "completed", TaskCompletedRequest, handler)

@@ -3,6 +3,7 @@ arco-orchestration 7.3). ``problems()`` names every reason to refuse to start.""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from arco_envelope import MIN_HEARTBEAT_TIMEOUT_SECS
 from arco_envelope.tokens import MAX_TASK_TOKEN_TTL_SECONDS, TaskTokenConfig
+from arco_orchestration.states import RETRY_BACKOFF_BASE
 
 CALLBACK_BODY_LIMIT = 2 * 1024 * 1024
 MANIFEST_BODY_LIMIT = 10 * 1024 * 1024
@@ -52,6 +54,9 @@ class ApiSettings(BaseSettings):
     # Heartbeat timeout planned for every task (upstream: 300 s, floor 30 s). Tests and demos
     # shorten it so the sweeper reaps a silent worker quickly.
     task_heartbeat_timeout_secs: int = 300
+    # ARCO_RETRY_BACKOFF_BASE_SECS: the first retry's wait after a failed attempt (upstream:
+    # 30 s, doubling per attempt, capped at 15 min). Demos and end-to-end tests shorten it.
+    retry_backoff_base_secs: float = RETRY_BACKOFF_BASE.total_seconds()
 
     callback_body_limit: int = Field(default=CALLBACK_BODY_LIMIT)
     manifest_body_limit: int = Field(default=MANIFEST_BODY_LIMIT)
@@ -86,6 +91,10 @@ class ApiSettings(BaseSettings):
                 s for s in self.task_token_previous_secrets.split(",") if s.strip()
             ),
         )
+
+    @property
+    def retry_backoff_base(self) -> timedelta:
+        return timedelta(seconds=self.retry_backoff_base_secs)
 
     def jwt_public_key(self) -> str:
         if self.jwt_public_key_pem:
@@ -134,6 +143,10 @@ class ApiSettings(BaseSettings):
             found.append(
                 f"ARCO_TASK_HEARTBEAT_TIMEOUT_SECS={self.task_heartbeat_timeout_secs} "
                 f"must be >= {MIN_HEARTBEAT_TIMEOUT_SECS}"
+            )
+        if self.retry_backoff_base_secs < 0:
+            found.append(
+                f"ARCO_RETRY_BACKOFF_BASE_SECS={self.retry_backoff_base_secs} must not be negative"
             )
         if self.jwt_public_key_path and not Path(self.jwt_public_key_path).is_file():
             found.append(

@@ -29,11 +29,15 @@ from arco_dispatch.sending import Outcome, Sender
 from arco_dispatch.summary import CycleError
 from arco_dispatcher.metrics import DispatcherMetrics
 from arco_orchestration.db import Database
-from arco_orchestration.dispatch_batch import Enqueued, QueueNow, request_dispatches
-from arco_orchestration.facts import DispatchRequest
+from arco_orchestration.facts import (
+    DispatchRequest,
+    DispatchSnapshot,
+    Enqueued,
+    QueueNow,
+    request_dispatches,
+)
 from arco_orchestration.scans import TaskRef, due_retries, pending_dispatches, ready_tasks
 from arco_orchestration.scope import Scope
-from arco_orchestration.snapshots import DispatchSnapshot
 
 log = structlog.get_logger("arco.dispatcher")
 

@@ -37,12 +37,16 @@ from arco_dispatch.summary import CycleError
 from arco_envelope import cloud_task_name, dispatch_id
 from arco_orchestration.db import Database
 from arco_orchestration.facts import (
+    DispatchSnapshot,
     cancel_unstarted_task,
     fail_attempt,
+    load_dispatch,
+    load_task,
+    reap_silent_task,
+    record_redispatch,
     recreate_dispatch,
     request_dispatch,
 )
-from arco_orchestration.repairs import reap_silent_task, record_redispatch
 from arco_orchestration.scans import (
     TaskRef,
     dispatched_before,
@@ -52,8 +56,7 @@ from arco_orchestration.scans import (
     unstarted_of_cancelled_runs,
 )
 from arco_orchestration.scope import Scope
-from arco_orchestration.snapshots import DispatchSnapshot, load_dispatch, load_task
-from arco_orchestration.states import TaskState
+from arco_orchestration.states import RETRY_BACKOFF_BASE, TaskState
 
 MISSING_DISPATCH_OUTBOX = "missing_dispatch_outbox"
 RETRY_WAIT_BOOTSTRAP = "retry_wait_bootstrap"
@@ -72,6 +75,8 @@ class SweepThresholds:
     stuck_dispatched: timedelta = timedelta(minutes=10)
     heartbeat_grace: timedelta = timedelta(seconds=30)
     max_redispatches: int = 3
+    # Not a threshold: how long a failed attempt (R2 dispatch_timeout, R4) waits to retry.
+    retry_backoff_base: timedelta = RETRY_BACKOFF_BASE
 
     def resend_after(self, redispatch_count: int) -> timedelta:
         """How long after its last enqueue (or re-send) a DISPATCHED attempt is stuck."""
@@ -212,6 +217,7 @@ class Sweeper:
                 deadline_before=now - self.thresholds.heartbeat_grace,
                 reason=HEARTBEAT_TIMEOUT,
                 now=now,
+                retry_base=self.thresholds.retry_backoff_base,
             )
         if reaped:
             summary.repairs_created += 1
@@ -256,6 +262,7 @@ class Sweeper:
                     attempt_id=dispatch.attempt_id,
                     reason=DISPATCH_TIMEOUT,
                     now=now,
+                    retry_base=self.thresholds.retry_backoff_base,
                 )
             if failed:
                 summary.redispatch_exhausted += 1

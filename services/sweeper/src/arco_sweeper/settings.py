@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from arco_dispatch.settings import FlowSettings, env, positive
+from arco_orchestration.states import RETRY_BACKOFF_BASE
 from arco_sweeper.rules import SweepThresholds
 
 
@@ -24,6 +25,10 @@ class SweeperSettings(FlowSettings):
     heartbeat_grace_secs: int = env("ARCO_FLOW_SWEEP_HEARTBEAT_GRACE_SECS", 30)
     # D7: re-sends of one stuck attempt before it fails with reason dispatch_timeout.
     max_redispatches: int = env("ARCO_FLOW_MAX_REDISPATCHES", 3)
+    # R2/R4 failures retry after this base backoff (doubling per attempt), as the API's do.
+    retry_backoff_base_secs: float = env(
+        "ARCO_RETRY_BACKOFF_BASE_SECS", RETRY_BACKOFF_BASE.total_seconds()
+    )
 
     @property
     def interval(self) -> timedelta:
@@ -37,6 +42,7 @@ class SweeperSettings(FlowSettings):
             stuck_dispatched=timedelta(seconds=self.stuck_dispatched_secs),
             heartbeat_grace=timedelta(seconds=self.heartbeat_grace_secs),
             max_redispatches=self.max_redispatches,
+            retry_backoff_base=timedelta(seconds=self.retry_backoff_base_secs),
         )
 
     def problems(self) -> list[str]:
@@ -50,6 +56,7 @@ class SweeperSettings(FlowSettings):
         for name, value in (
             ("ARCO_FLOW_SWEEP_HEARTBEAT_GRACE_SECS", self.heartbeat_grace_secs),
             ("ARCO_FLOW_MAX_REDISPATCHES", self.max_redispatches),
+            ("ARCO_RETRY_BACKOFF_BASE_SECS", self.retry_backoff_base_secs),
         ):
             if value < 0:
                 found.append(f"{name}={value} must not be negative")

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from arco_envelope import DISPATCH_SECRET_HEADER, WorkerDispatchEnvelope, callback_task_id
 from arco_envelope.tokens import TaskTokenConfig, mint_task_token
-from arco_orchestration.snapshots import DispatchSnapshot
+from arco_orchestration.facts import DispatchSnapshot
 
 CONTENT_TYPE = "application/json"
 

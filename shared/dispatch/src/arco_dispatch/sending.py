@@ -13,10 +13,15 @@ from arco_dispatch.message import EnvelopeFactory, envelope_body, envelope_keys
 from arco_dispatch.provider import EnqueueResult, EnqueueStatus, Provider
 from arco_envelope import cloud_task_name
 from arco_orchestration.db import Database
-from arco_orchestration.dispatch_batch import Enqueued, record_enqueues
-from arco_orchestration.facts import record_enqueued
+from arco_orchestration.facts import (
+    DispatchSnapshot,
+    Enqueued,
+    load_dispatch,
+    load_dispatches,
+    record_enqueued,
+    record_enqueues,
+)
 from arco_orchestration.scope import Scope
-from arco_orchestration.snapshots import DispatchSnapshot, load_dispatch, load_dispatches
 from arco_orchestration.states import OutboxStatus
 
 log = structlog.get_logger("arco.dispatch.sending")

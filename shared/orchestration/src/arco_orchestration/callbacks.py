@@ -9,7 +9,7 @@ and turns a :class:`CallbackResult` into a response.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -35,7 +35,7 @@ from arco_orchestration.facts import (
 )
 from arco_orchestration.models import Run, Task
 from arco_orchestration.scope import Scope
-from arco_orchestration.states import TaskState
+from arco_orchestration.states import RETRY_BACKOFF_BASE, TaskState
 
 CANCEL_REASON_USER_REQUESTED = "user_requested"
 
@@ -302,13 +302,17 @@ def handle_completed(
     body: TaskCompletedRequest,
     *,
     now: datetime,
+    retry_base: timedelta = RETRY_BACKOFF_BASE,
 ) -> CallbackResult:
-    """``/completed``: never blocked by cancellation; ``finalState`` echoes the outcome."""
+    """``/completed``: never blocked by cancellation; ``finalState`` echoes the outcome. A
+    retry waits ``retry_base`` times 2^(attempt-1), capped (the API's setting)."""
     checked = _checked(session, scope, path_task_id, claims, body, phase="completed")
     if isinstance(checked, CallbackResult):
         return checked
     run, task = checked
-    applied = apply_completion(session, run, task, completion_from_request(body), now=now)
+    applied = apply_completion(
+        session, run, task, completion_from_request(body), now=now, retry_base=retry_base
+    )
     return CallbackResult(
         status=200,
         body={

@@ -28,7 +28,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
-from arco_orchestration.facts import (
+from arco_orchestration.facts.snapshots import DispatchSnapshot
+from arco_orchestration.facts.store import (
     EventKind,
     add_event,
     get_task,
@@ -38,7 +39,6 @@ from arco_orchestration.facts import (
 )
 from arco_orchestration.models import DispatchOutbox
 from arco_orchestration.scope import Scope
-from arco_orchestration.snapshots import DispatchSnapshot
 from arco_orchestration.states import DeliveryState, OutboxStatus
 
 LEASE_OWNER_MAX = 128
@@ -316,40 +316,3 @@ def release_claim(session: Session, scope: Scope, claim: DeliveryClaim, *, now: 
             "delivery_attempts": DispatchOutbox.delivery_attempts - 1,
         },
     )
-
-
-def mark_redispatch(
-    session: Session,
-    scope: Scope,
-    dispatch_id: str,
-    *,
-    expected_redispatch_count: int,
-    now: datetime,
-    requeue: bool,
-) -> OutboxStatus | None:
-    """Guard of a sweeper re-send: lock the row and check that nobody re-sent it since the
-    sweeper looked (``expected_redispatch_count``). With ``requeue`` (the push queue), a
-    CREATED row is queued for delivery again, unless a delivery of it is in flight.
-    Returns the row's status when the re-send may be recorded, else ``None``.
-    The caller then records it with ``facts.record_enqueued`` (a PENDING row) and
-    ``facts.note_redispatch`` in the same transaction."""
-    row = session.scalars(
-        select(DispatchOutbox)
-        .where(DispatchOutbox.dispatch_id == dispatch_id, *_scoped(scope))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    if row is None or row.redispatch_count != expected_redispatch_count:
-        return None
-    status = OutboxStatus(row.status)
-    if requeue and status is OutboxStatus.CREATED:
-        if row.lease_owner is not None and row.lease_expires_at and row.lease_expires_at > now:
-            return None
-        row.delivery_state = DeliveryState.QUEUED.value
-        row.next_delivery_at = now
-        row.delivery_attempts = 0
-        row.lease_owner = None
-        row.lease_expires_at = None
-        row.row_version += 1
-        session.flush()
-    return status

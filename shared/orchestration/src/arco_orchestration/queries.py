@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from arco_envelope import callback_task_id, format_timestamp, parse_timestamp
 from arco_orchestration.models import DispatchOutbox, Run, Task, TaskDependency, TaskEvent
+from arco_orchestration.planning.rules import LABEL_PARENT_RUN_ID, LABEL_RERUN_KIND
 from arco_orchestration.scope import Scope
 from arco_orchestration.states import (
     EdgeResolution,
@@ -28,8 +29,6 @@ from arco_orchestration.states import (
     public_task_state,
 )
 
-PARENT_RUN_LABEL = "arco.parent_run_id"
-RERUN_KIND_LABEL = "arco.rerun.kind"
 MAX_OFFSET = 2**63 - 1
 
 
@@ -122,7 +121,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str] | int:
 def _labels_extras(run: Run) -> dict[str, Any]:
     labels = run.labels or {}
     return _compact(
-        {"parentRunId": labels.get(PARENT_RUN_LABEL), "rerunKind": labels.get(RERUN_KIND_LABEL)}
+        {"parentRunId": labels.get(LABEL_PARENT_RUN_ID), "rerunKind": labels.get(LABEL_RERUN_KIND)}
     )
 
 

@@ -1,11 +1,11 @@
-"""The task and run state machines: stored states, public views, retry backoff.
+"""Task and run states (stored and public), and the retry backoff. Which state may follow
+which is declared once, in :mod:`arco_orchestration.facts.transitions`.
 
 Stored and public states are upstream's (arco-orchestration sections 1.1, 1.4, 4.3).
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -143,31 +143,24 @@ def public_run_state(
 
 RETRY_BACKOFF_BASE = timedelta(seconds=30)
 RETRY_BACKOFF_CAP = timedelta(seconds=900)
-RETRY_BACKOFF_BASE_ENV = "ARCO_RETRY_BACKOFF_BASE_SECS"
+# Upstream's base. The api and the sweeper read theirs from ARCO_RETRY_BACKOFF_BASE_SECS into
+# their settings and pass it to the facts that record a failure (``retry_base``).
 
 
-def _backoff_base() -> timedelta:
-    # Upstream's 30 s by default; demos and end-to-end tests shorten it through the
-    # environment of whichever process records the failure (api or sweeper).
-    raw = os.environ.get(RETRY_BACKOFF_BASE_ENV, "").strip()
-    try:
-        return timedelta(seconds=float(raw)) if raw else RETRY_BACKOFF_BASE
-    except ValueError:
-        return RETRY_BACKOFF_BASE
-
-
-def retry_backoff(attempt: int) -> timedelta:
-    """``min(base * 2^min(attempt-1, 6), 900 s)`` with base 30 s: 30, 60, 120 s, ... capped
-    at 15 min."""
+def retry_backoff(attempt: int, *, base: timedelta = RETRY_BACKOFF_BASE) -> timedelta:
+    """``min(base * 2^min(attempt-1, 6), 900 s)``; with upstream's base of 30 s: 30, 60,
+    120 s, ... capped at 15 min."""
     exponent = min(max(attempt, 1) - 1, 6)
-    delay: timedelta = _backoff_base() * (2**exponent)
+    delay: timedelta = base * (2**exponent)
     return min(delay, RETRY_BACKOFF_CAP)
 
 
-def retry_not_before(anchor: datetime, attempt: int) -> datetime | None:
+def retry_not_before(
+    anchor: datetime, attempt: int, *, base: timedelta = RETRY_BACKOFF_BASE
+) -> datetime | None:
     """When the next attempt is due; ``None`` (due now) when the addition overflows."""
     try:
-        return anchor + retry_backoff(attempt)
+        return anchor + retry_backoff(attempt, base=base)
     except OverflowError:
         return None
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arco_orchestration.facts import get_task, get_tasks
+from arco_orchestration.facts.store import get_task, get_tasks
 from arco_orchestration.models import DispatchOutbox, Task
 from arco_orchestration.scope import Scope
 

@@ -1,0 +1,293 @@
+"""The storage layer of the facts: row locks in the documented order, lookups, the task
+history (keyed events make a fact apply once, even across processes), outbox rows and the
+dispatcher's wake-up.
+
+Lock order: a fact locks its run row first (:func:`lock_run`, :func:`lock_runs` in
+``run_id`` order, or :func:`run_with_task` ``OF runs, tasks``), then task and outbox rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from arco_envelope import DEFAULT_WORKER_QUEUE
+from arco_orchestration.models import DispatchOutbox, Run, Task, TaskEvent
+from arco_orchestration.scope import Scope
+from arco_orchestration.states import OutboxStatus
+
+NOTIFY_CHANNEL = "arco_dispatch"
+
+
+class EventKind(StrEnum):
+    DISPATCH_REQUESTED = "dispatch_requested"
+    DISPATCH_ENQUEUED = "dispatch_enqueued"
+    DISPATCH_DELIVERED = "dispatch_delivered"
+    REDISPATCHED = "redispatched"
+    STARTED = "started"
+    COMPLETED = "completed"
+    REAPED = "reaped"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    READY = "ready"
+
+
+def lock_run(session: Session, scope: Scope, run_id: str) -> Run | None:
+    """Load and lock a run row of this scope (the per-run serialisation point)."""
+    stmt = (
+        select(Run)
+        .where(
+            Run.run_id == run_id,
+            Run.tenant_id == scope.tenant_id,
+            Run.workspace_id == scope.workspace_id,
+        )
+        .with_for_update()
+    )
+    return session.scalars(stmt).one_or_none()
+
+
+def lock_runs(session: Session, scope: Scope, run_ids: Iterable[str]) -> dict[str, Run]:
+    """:func:`lock_run` for many runs, in one query and in ``run_id`` order, so that two
+    callers locking several runs take them in the same order (no deadlock)."""
+    wanted = sorted(set(run_ids))
+    if not wanted:
+        return {}
+    stmt = (
+        select(Run)
+        .where(
+            Run.run_id.in_(wanted),
+            Run.tenant_id == scope.tenant_id,
+            Run.workspace_id == scope.workspace_id,
+        )
+        .order_by(Run.run_id)
+        .with_for_update()
+    )
+    return {run.run_id: run for run in session.scalars(stmt)}
+
+
+def run_with_task(
+    session: Session, scope: Scope, run_id: str, task_key: str, *, lock: bool
+) -> tuple[Run, Task] | None:
+    """A run of this scope and one of its tasks in one round trip; with ``lock``, both rows
+    locked as :func:`lock_run` then the task's first write would (``OF runs, tasks``: the
+    run row is locked first, the order every fact keeps). Both rows are locked, not just the
+    run, because a join that waited for the run lock re-reads only the rows it locks: the
+    task must be read as the run lock's previous holder left it."""
+    stmt = (
+        select(Run, Task)
+        .join(Task, Task.run_id == Run.run_id)
+        .where(
+            Run.run_id == run_id,
+            Run.tenant_id == scope.tenant_id,
+            Run.workspace_id == scope.workspace_id,
+            Task.task_key == task_key,
+            Task.tenant_id == scope.tenant_id,
+            Task.workspace_id == scope.workspace_id,
+        )
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=[Run, Task])
+    row = session.execute(stmt).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+def get_task(session: Session, scope: Scope, run_id: str, task_key: str) -> Task | None:
+    stmt = select(Task).where(
+        Task.run_id == run_id,
+        Task.task_key == task_key,
+        Task.tenant_id == scope.tenant_id,
+        Task.workspace_id == scope.workspace_id,
+    )
+    return session.scalars(stmt).one_or_none()
+
+
+def lock_task(session: Session, scope: Scope, run_id: str, task_key: str) -> Task | None:
+    """The task row of this scope, locked and re-read: the run lock alone does not hold it
+    still, since a heartbeat writes it without one. The caller has locked the run first."""
+    return session.scalars(
+        select(Task)
+        .where(
+            Task.run_id == run_id,
+            Task.task_key == task_key,
+            Task.tenant_id == scope.tenant_id,
+            Task.workspace_id == scope.workspace_id,
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def get_tasks(
+    session: Session, scope: Scope, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Task]:
+    """The task rows of these ``(run_id, task_key)`` pairs in this scope, in one query."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    stmt = select(Task).where(
+        tuple_(Task.run_id, Task.task_key).in_(wanted),
+        Task.tenant_id == scope.tenant_id,
+        Task.workspace_id == scope.workspace_id,
+    )
+    return {(task.run_id, task.task_key): task for task in session.scalars(stmt)}
+
+
+def notify_dispatcher(session: Session, run_id: str) -> None:
+    """Wake dispatchers listening on PostgreSQL (delivered at commit; SQLite polls)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_notify(:channel, :run)"), {"channel": NOTIFY_CHANNEL, "run": run_id}
+        )
+
+
+def _event_fields(
+    task: Task,
+    kind: EventKind,
+    at: datetime,
+    *,
+    from_state: str | None,
+    to_state: str,
+    detail: dict[str, Any] | None,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    return {
+        "tenant_id": task.tenant_id,
+        "workspace_id": task.workspace_id,
+        "run_id": task.run_id,
+        "task_key": task.task_key,
+        "attempt": task.attempt,
+        "attempt_id": task.attempt_id,
+        "kind": kind.value,
+        "from_state": from_state,
+        "to_state": to_state,
+        "idempotency_key": idempotency_key,
+        "at": at,
+        "detail": detail,
+    }
+
+
+def add_event(
+    session: Session,
+    task: Task,
+    kind: EventKind,
+    at: datetime,
+    *,
+    from_state: str | None = None,
+    detail: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> TaskEvent:
+    """Append a task event in the task's current state. A keyed event is for callers that
+    rule a repeat out under the run lock: a repeat fails the transaction on the unique key
+    (callbacks, which must answer a repeat, use :func:`insert_keyed_event`)."""
+    event = TaskEvent(
+        **_event_fields(
+            task,
+            kind,
+            at,
+            from_state=from_state,
+            to_state=task.state,
+            detail=detail,
+            idempotency_key=idempotency_key,
+        )
+    )
+    session.add(event)
+    return event
+
+
+def insert_keyed_event(
+    session: Session,
+    task: Task,
+    kind: EventKind,
+    at: datetime,
+    *,
+    from_state: str | None,
+    to_state: str,
+    detail: dict[str, Any] | None,
+    idempotency_key: str,
+) -> bool:
+    """Append a keyed task event with its final values; ``False`` (and nothing written)
+    when that key was already applied. One ``INSERT ... ON CONFLICT DO NOTHING``: a
+    callback's cost is its round trips, and a savepoint would add three."""
+    dialect = session.get_bind().dialect.name
+    make_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    fields = _event_fields(
+        task,
+        kind,
+        at,
+        from_state=from_state,
+        to_state=to_state,
+        detail=detail,
+        idempotency_key=idempotency_key,
+    )
+    stmt = (
+        make_insert(TaskEvent)
+        .values(**fields)
+        .on_conflict_do_nothing(
+            index_elements=[TaskEvent.tenant_id, TaskEvent.workspace_id, TaskEvent.idempotency_key]
+        )
+        .returning(TaskEvent.id)
+    )
+    return session.execute(stmt).first() is not None
+
+
+def new_outbox_row(
+    session: Session,
+    task: Task,
+    *,
+    dispatch_id: str,
+    attempt: int,
+    attempt_id: str,
+    now: datetime,
+    worker_queue: str = DEFAULT_WORKER_QUEUE,
+) -> DispatchOutbox:
+    """The PENDING outbox row of ``attempt`` of ``task``, added to the session: the one
+    place a dispatch row is made (a dispatch request, and the repair of a missing row)."""
+    row = DispatchOutbox(
+        dispatch_id=dispatch_id,
+        tenant_id=task.tenant_id,
+        workspace_id=task.workspace_id,
+        run_id=task.run_id,
+        task_key=task.task_key,
+        attempt=attempt,
+        attempt_id=attempt_id,
+        worker_queue=worker_queue,
+        status=OutboxStatus.PENDING.value,
+        created_at=now,
+        redispatch_count=0,
+        delivery_attempts=0,
+        row_version=1,
+    )
+    session.add(row)
+    return row
+
+
+def drop_outbox(session: Session, task: Task, *, through_attempt: int | None = None) -> None:
+    """Remove outbox rows of attempts that are consumed (started, finished or superseded);
+    every row of the task when ``through_attempt`` is ``None``."""
+    stmt = delete(DispatchOutbox).where(
+        DispatchOutbox.run_id == task.run_id, DispatchOutbox.task_key == task.task_key
+    )
+    if through_attempt is not None:
+        stmt = stmt.where(DispatchOutbox.attempt <= through_attempt)
+    session.execute(stmt)
+
+
+def lock_outbox_row(session: Session, scope: Scope, dispatch_id: str) -> DispatchOutbox | None:
+    """The outbox row ``dispatch_id`` of this scope, locked and re-read (the caller has
+    locked its run first)."""
+    return session.scalars(
+        select(DispatchOutbox)
+        .where(
+            DispatchOutbox.dispatch_id == dispatch_id,
+            DispatchOutbox.tenant_id == scope.tenant_id,
+            DispatchOutbox.workspace_id == scope.workspace_id,
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
