@@ -14,7 +14,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -174,6 +174,16 @@ class CallbackApi:
             now=now,
         )
 
+    def _fresh_token(self, attempt: TrackedAttempt) -> tuple[str, datetime]:
+        """A token unlike the attempt's earlier ones: claims have whole seconds, so one minted
+        within the envelope's second would be the very same string."""
+        moment = datetime.now(UTC)
+        while True:
+            token, expires = self.mint(attempt, now=moment)
+            if token not in attempt.tokens:
+                return token, expires
+            moment += timedelta(seconds=1)
+
     async def handle(self, request: Request) -> Response:
         try:
             return self._route(request)
@@ -274,7 +284,7 @@ class CallbackApi:
             if answer.should_cancel:
                 body["cancelReason"] = "user_requested"
             if answer.refresh_token:
-                token, expires = self.mint(attempt)
+                token, expires = self._fresh_token(attempt)
                 attempt.tokens.append(token)
                 body["taskToken"] = token
                 body["tokenExpiresAt"] = format_timestamp(expires)
