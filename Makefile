@@ -16,8 +16,8 @@ help:
 	@echo "make compose-smoke  build and verify the docker compose stack (needs root; CI runs it)"
 
 $(CURDIR)/.tools/bin/uv:
-	$(PYTHON) -m venv $(CURDIR)/.tools
-	$(CURDIR)/.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+	@$(PYTHON) -m venv $(CURDIR)/.tools
+	@$(CURDIR)/.tools/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 sync: $(UV)
 	$(UV) sync --frozen --all-packages
@@ -43,8 +43,11 @@ unit: sync
 
 test: lint typecheck imports unit
 
-up: sync
-	$(RUN) arco-stack up --demo --data-dir $(or $(DATA_DIR),.arco)
+# Quiet: the installation's output is shown only when it fails.
+up: $(UV)
+	@log=$$(mktemp); if ! $(UV) sync --frozen --all-packages >"$$log" 2>&1; then \
+		cat "$$log"; rm -f "$$log"; exit 1; fi; rm -f "$$log"
+	@.venv/bin/arco-stack up --demo --data-dir $(or $(DATA_DIR),.arco) $(UP_ARGS)
 
 schemas: sync
 	$(RUN) python -m arco_envelope schema shared/envelope/schemas

@@ -25,7 +25,7 @@ from arco_stack.client import ApiClient
 from arco_stack.config import Ports, service_specs, stack_environment
 from arco_stack.databases import recreate_postgres_database
 from arco_stack.processes import Stack, migrate
-from bench import callbacks, sweep
+from bench import callbacks, console, sweep
 from bench.bench_worker import TASK_KEYS, bench_manifest
 from bench.support import DEFAULT_POSTGRES, database_name, host, percentile
 
@@ -34,7 +34,7 @@ RESULTS = REPO_ROOT / "bench" / "results"
 PERFORMANCE_DOC = REPO_ROOT / "docs" / "performance.md"
 TABLE_START, TABLE_END = "<!-- bench:start -->", "<!-- bench:end -->"
 TERMINAL = [s.value for s in RunState if s.is_terminal]
-PARTS = ("latency", "throughput", "callbacks", "sweep")
+PARTS = ("latency", "throughput", "callbacks", "sweep", "console")
 
 
 class BenchStack:
@@ -208,6 +208,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(PARTS), help=f"any of {', '.join(PARTS)}")
     callbacks.add_arguments(parser)
     sweep.add_arguments(parser)
+    console.add_arguments(parser)
     parser.add_argument(
         "--postgres",
         default=DEFAULT_POSTGRES,
@@ -255,13 +256,16 @@ def main() -> None:
         results["callbacks"] = callbacks.run(backends, args, RESULTS, PERFORMANCE_DOC)
     if "sweep" in only:
         results["sweep"] = sweep.run(backends, args, RESULTS, PERFORMANCE_DOC)
+    if "console" in only:
+        results["console"] = console.run(backends, args, RESULTS, PERFORMANCE_DOC)
     RESULTS.mkdir(parents=True, exist_ok=True)
     latest = RESULTS / "latest.json"
     stack_measured = bool(results["backends"])
     if not stack_measured and latest.exists():
-        # A run of the callback or sweep benchmarks alone keeps the last stack figures.
+        # A run of the callback, sweep or console benchmarks alone keeps the last stack figures.
         previous = json.loads(latest.read_text())
-        previous.update({part: results[part] for part in ("callbacks", "sweep") if part in results})
+        parts = ("callbacks", "sweep", "console")
+        previous.update({part: results[part] for part in parts if part in results})
         results = previous
     latest.write_text(json.dumps(results, indent=2) + "\n")
     if not stack_measured:

@@ -23,6 +23,14 @@ DEFAULT_POSTGRES = os.environ.get(
 )
 
 
+# Integers :lo to :hi as a row source ``series(i)``, for bulk loads with INSERT ... SELECT.
+SERIES_SQL = {
+    "postgresql": "SELECT i FROM generate_series(CAST(:lo AS integer), CAST(:hi AS integer)) AS i",
+    "sqlite": "WITH RECURSIVE s(i) AS (SELECT :lo UNION ALL SELECT i + 1 FROM s WHERE i < :hi) "
+    "SELECT i FROM s",
+}
+
+
 def database_name(prefix: str) -> str:
     """``prefix`` plus this process id: two benchmarks running at once on one server (two
     people measuring) never drop each other's database."""

@@ -51,6 +51,7 @@ from bench.support import (
     DEFAULT_POSTGRES,
     PERFORMANCE_DOC,
     RESULTS,
+    SERIES_SQL,
     database_name,
     median,
     migrate,
@@ -67,11 +68,6 @@ HOUR = timedelta(hours=1)
 # When every terminal row ran; far enough back that no scan window reaches it.
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
 
-_SERIES = {
-    "postgresql": "SELECT i FROM generate_series(CAST(:lo AS integer), CAST(:hi AS integer)) AS i",
-    "sqlite": "WITH RECURSIVE s(i) AS (SELECT :lo UNION ALL SELECT i + 1 FROM s WHERE i < :hi) "
-    "SELECT i FROM s",
-}
 _PAD = {"postgresql": "lpad(({x})::text, 8, '0')", "sqlite": "printf('%08d', {x})"}
 
 _RUNS_SQL = """
@@ -109,7 +105,7 @@ FROM ({series}) AS series
 def _insert_sql(template: str, dialect: str) -> str:
     pad = _PAD[dialect]
     return template.format(
-        series=_SERIES[dialect],
+        series=SERIES_SQL[dialect],
         pad_i=pad.format(x="i"),
         pad_run=pad.format(x="i / :per_run"),
         pad_key=pad.format(x="i % :per_run"),

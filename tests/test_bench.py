@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from bench import callbacks, sweep
+from bench import callbacks, console, sweep
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -41,3 +41,13 @@ def test_the_sweep_benchmark_runs(tmp_path: Path) -> None:
     assert (tmp_path / "sweep.json").exists()
     for backend in _backends():
         assert results["backends"][backend]["ratio"] > 0
+
+
+def test_the_console_benchmark_runs(tmp_path: Path) -> None:
+    args = _args(console_runs=300, console_repeats=2)
+    results = console.run(_backends(), args, tmp_path, tmp_path / "performance.md")
+    assert (tmp_path / "console.json").exists()
+    for backend in _backends():
+        pages = results["backends"][backend]["pages"]
+        assert set(pages) >= {"runs, newest page", "run, 500 tasks"}
+        assert all(page["p50_ms"] > 0 for page in pages.values())

@@ -62,8 +62,6 @@ def _expect_sample_passed(
     assert outcomes.get("test_a_failing_task_fails_the_run") == "passed", output
     assert outcomes.get("test_cancel") == "passed", output
     assert outcomes.get("test_the_api_is_reachable_with_a_token") == "passed", output
-    # An expected failure until the worker uploads logs (see the sample's xfail reason).
-    assert outcomes.get("test_report_logs") == "skipped", output
 
 
 def test_the_sample_project_passes_on_sqlite_and_failures_show_service_logs(

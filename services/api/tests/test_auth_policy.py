@@ -36,7 +36,7 @@ from arco_envelope.tokens import TaskTokenConfig
 
 pytestmark = sqlite_only
 
-Policy = Literal["public", "user", "task"]
+Policy = Literal["public", "user", "task", "user_or_task", "console", "login"]
 
 ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/health"): "public",
@@ -57,11 +57,26 @@ ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/api/v1/workspaces/{workspace_id}/runs/{run_id}/rerun"): "user",
     ("GET", "/api/v1/workspaces/{workspace_id}/runs/{run_id}/tasks"): "user",
     ("GET", "/api/v1/workspaces/{workspace_id}/runs/{run_id}/tasks/{task_key}"): "user",
-    ("POST", "/api/v1/workspaces/{workspace_id}/runs/{run_id}/logs"): "user",
+    # Design D16: a worker uploads its attempt's logs with its own task token.
+    ("POST", "/api/v1/workspaces/{workspace_id}/runs/{run_id}/logs"): "user_or_task",
     ("GET", "/api/v1/workspaces/{workspace_id}/runs/{run_id}/logs"): "user",
     ("POST", "/api/v1/tasks/{task_id}/started"): "task",
     ("POST", "/api/v1/tasks/{task_id}/heartbeat"): "task",
     ("POST", "/api/v1/tasks/{task_id}/completed"): "task",
+    # The web console: only its session cookie (a user JWT set by the login form) opens it.
+    ("GET", "/ui"): "console",
+    ("GET", "/ui/login"): "public",
+    ("POST", "/ui/login"): "login",
+    ("POST", "/ui/logout"): "console",
+    ("GET", "/ui/runs"): "console",
+    ("GET", "/ui/runs/{run_id}"): "console",
+    ("GET", "/ui/runs/{run_id}/tasks/{task_key:path}"): "console",
+    ("GET", "/ui/runs/{run_id}/cancel"): "console",
+    ("POST", "/ui/runs/{run_id}/cancel"): "console",
+    ("GET", "/ui/runs/{run_id}/rerun"): "console",
+    ("POST", "/ui/runs/{run_id}/rerun"): "console",
+    ("GET", "/ui/manifests"): "console",
+    ("POST", "/ui/manifests/trigger"): "console",
 }
 
 
@@ -89,6 +104,7 @@ def concrete(path: str, running: Attempt, workspace: str = WORKSPACE) -> str:
         .replace("{run_id}", running.run_id)
         .replace("{task_id}", running.task_id)
         .replace("{task_key}", RAW)
+        .replace("{task_key:path}", RAW)
         .replace("{manifest_id}", "01NOPE")
     )
 
@@ -123,15 +139,29 @@ def test_every_route_follows_its_policy(api: Api, running: Attempt, app: FastAPI
         policy = ROUTE_POLICY[(method, template)]
         path = concrete(template, running)
         body = body_for(template, running)
+        if policy == "console":
+            # No cookie: a bearer JWT, a task token or nothing all lead to the login page
+            # (pages) or a 401 (forms).
+            for headers in ({}, user_headers(), bearer(running.token())):
+                answer = call(client, method, path, headers, body)
+                if method == "GET":
+                    assert answer.url.path == "/ui/login", (method, path)
+                else:
+                    assert answer.status_code == 401, (method, path)
+            continue
         anonymous = call(client, method, path, {}, body)
+        if policy == "login":
+            # Answers without credentials, and only to its own form (a JSON body is a 400).
+            assert anonymous.status_code == 400, (method, path)
+            continue
         if policy == "public":
             assert anonymous.status_code < 300, (method, path, anonymous.status_code)
             continue
         assert anonymous.status_code == 401, (method, path)
         assert "x-request-id" in anonymous.headers
-        if policy == "user":
+        if policy in ("user", "user_or_task"):
             task = call(client, method, path, bearer(running.token()), body)
-            assert task.status_code == 401, (method, path)
+            assert (task.status_code == 401) == (policy == "user"), (method, path)
             as_user = call(client, method, path, user_headers(), body)
             assert as_user.status_code != 401, (method, path, as_user.text)
             elsewhere = call(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from arco_worker import RegistrationError, TaskContext, Worker
+from arco_worker.cli import load_worker
 from arco_worker.dedupe import DeliveryState, DispatchRegistry
 
 
@@ -93,3 +96,62 @@ def test_dispatch_registry_is_bounded_lru() -> None:
     assert registry.state("d") is DeliveryState.NEW
     with pytest.raises(ValueError, match="already known"):
         registry.claim("c")
+
+
+def test_dependencies_are_declared_with_the_task() -> None:
+    worker = Worker()
+
+    @worker.task("shop.orders")
+    def orders(ctx: TaskContext) -> None:
+        return None
+
+    @worker.task("shop.report", deps=["shop.orders", "shop.orders"])
+    def report(ctx: TaskContext) -> None:
+        return None
+
+    assert worker.tasks["shop.orders"].deps == ()
+    assert worker.tasks["shop.report"].deps == ("shop.orders",)
+    copy = Worker()
+    copy.include(worker)
+    assert copy.tasks["shop.report"].deps == ("shop.orders",)
+
+
+@pytest.mark.parametrize("deps", ["shop.orders", ["has space"], [""], ["shop.self"], [3]])
+def test_malformed_dependencies_are_refused(deps: Any) -> None:
+    worker = Worker()
+    with pytest.raises(RegistrationError):
+        worker.add("shop.self", lambda ctx: None, deps=deps)
+
+
+def test_a_worker_module_is_imported_from_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "authored_tasks_cwd.py").write_text(
+        "from arco_worker import Worker\nworker = Worker()\n"
+        "@worker.task('mine.hello')\ndef hello(ctx):\n    print('hi')\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert set(load_worker("authored_tasks_cwd:worker").tasks) == {"mine.hello"}
+
+
+def test_a_worker_module_is_imported_from_worker_dir(tmp_path: Path) -> None:
+    (tmp_path / "authored_tasks_dir.py").write_text(
+        "from arco_worker import Worker\nworker = Worker()\nnot_a_worker = 1\n"
+    )
+    assert load_worker("authored_tasks_dir:worker", tmp_path).tasks == {}
+    with pytest.raises(RegistrationError, match=r"is not an arco_worker\.Worker"):
+        load_worker("authored_tasks_dir:not_a_worker", tmp_path)
+    with pytest.raises(RegistrationError, match="cannot import 'no_such_module_here'"):
+        load_worker("no_such_module_here:worker", tmp_path)
+
+
+def test_a_handler_can_be_called_directly_with_a_test_context() -> None:
+    ctx = TaskContext.for_test("shop.orders", payload={"n": 2}, partition_key="date=x")
+    assert (ctx.task_key, ctx.payload, ctx.partition_key, ctx.attempt) == (
+        "shop.orders",
+        {"n": 2},
+        "date=x",
+        1,
+    )
+    assert not ctx.cancelled

@@ -75,7 +75,7 @@ def table_names(engine: Engine) -> set[str]:
 
 
 def test_head_revision_is_the_single_head() -> None:
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
 
 
 def test_schema_problem_names_the_migrate_command_until_upgraded(engine: Engine) -> None:

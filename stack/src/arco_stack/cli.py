@@ -1,42 +1,76 @@
-"""``arco-stack``: run the stack locally, check the cutover preconditions, verify a running
-stack against the runbook's checklist, and look at runs."""
+"""``arco-stack``: run the stack locally (with your own worker), deploy, trigger, read logs,
+check the cutover preconditions, verify a running stack, and look at runs."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
-from arco_stack.client import ApiClient
+from arco_stack.cli_support import (
+    CliError,
+    err,
+    failed_tasks,
+    handled,
+    out,
+    resolve_run_id,
+    wait_for_run,
+)
+from arco_stack.client import ApiClient, user_token
 from arco_stack.config import (
     TENANT_ID,
     WORKSPACE_ID,
+    Ports,
     read_env_file,
-    service_specs,
+    recorded_ports,
     stack_environment,
 )
 from arco_stack.conformance.command import conformance
-from arco_stack.demo import demo_manifest, demo_trigger
+from arco_stack.demo import demo_trigger
+from arco_stack.local import WORKER, LocalStack
+from arco_stack.manifests import ManifestChange, manifest_from_file, manifest_from_worker
 from arco_stack.preflight import artifact_checks, config_checks, live_checks
-from arco_stack.processes import Stack, StackError, migrate
+from arco_stack.processes import Service
 from arco_stack.verification import Check, verify
 
-app = typer.Typer(help=__doc__, no_args_is_help=True)
+app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 runs_app = typer.Typer(help="Look at and act on runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.command()(conformance)
-console = Console()
 
-DataDir = Annotated[Path, typer.Option("--data-dir", help="where secrets, SQLite and logs live")]
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="where the local stack keeps secrets, SQLite and logs")
+]
 DEFAULT_DATA_DIR = Path(".arco")
+JsonFlag = Annotated[bool, typer.Option("--json", help="print the API's JSON document only")]
+WorkerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--worker", metavar="MODULE:ATTR", help="your arco_worker.Worker, e.g. mytasks:worker"
+    ),
+]
+WorkerDir = Annotated[
+    Path | None,
+    typer.Option("--worker-dir", help="folder to import --worker from (default: current folder)"),
+]
+_PARTITION = re.compile(r"^([^=\s]+)=(.*)$")
+
+
+def _local_env(data_dir: Path) -> dict[str, str]:
+    """The environment of the local stack of ``data_dir`` (never creates secrets)."""
+    return stack_environment(data_dir, ports=recorded_ports(data_dir), create=False)
+
+
+def _local_client(data_dir: Path) -> ApiClient:
+    """A client of the local stack of ``data_dir``."""
+    return ApiClient.of_stack(_local_env(data_dir))
 
 
 def _client(
@@ -48,111 +82,310 @@ def _client(
     tenant: str | None = None,
     workspace: str | None = None,
 ) -> ApiClient:
-    """A run-API client: the local stack's URL and credentials unless given."""
-    if api_url and (token or jwt_secret):
-        env = {
-            "ARCO_FLOW_CALLBACK_BASE_URL": api_url,
-            "ARCO_JWT_SECRET": jwt_secret or "",
-            "ARCO_TENANT_ID": tenant or TENANT_ID,
-            "ARCO_WORKSPACE_ID": workspace or WORKSPACE_ID,
-        }
-    else:
-        env = stack_environment(data_dir)
+    """A run-API client: the local stack's URL and credentials unless ``api_url`` is given,
+    which then needs ``token`` or a non-empty ``jwt_secret``."""
+    if api_url is None:
+        if token:
+            env = _local_env(data_dir)
+            return ApiClient(env["ARCO_FLOW_CALLBACK_BASE_URL"], token, env["ARCO_WORKSPACE_ID"])
+        return _local_client(data_dir)
+    workspace = workspace or WORKSPACE_ID
     if token:
-        return ApiClient(
-            api_url or env["ARCO_FLOW_CALLBACK_BASE_URL"], token, env["ARCO_WORKSPACE_ID"]
+        return ApiClient(api_url, token, workspace)
+    if not (jwt_secret or "").strip():
+        raise CliError(
+            f"--api-url {api_url} needs --token or a non-empty --jwt-secret "
+            "(ARCO_JWT_SECRET; with compose: `set -a; . ./.env; set +a` first)"
         )
-    return ApiClient.of_stack(env)
+    return ApiClient(
+        api_url, user_token(jwt_secret or "", tenant or TENANT_ID, workspace), workspace
+    )
 
 
-def _tasks_table(run: dict[str, object], tasks: list[dict[str, object]]) -> Table:
-    table = Table(title=f"run {run['runId']}: {run['state']}")
-    for column in ("task", "stored state", "attempt", "history"):
-        table.add_column(column)
-    for task in tasks:
-        attempts = task.get("attempts", [])
-        history = (
-            " | ".join(" -> ".join(a["states"]) for a in attempts if isinstance(a, dict))
-            if isinstance(attempts, list)
-            else ""
-        )
-        table.add_row(str(task["taskKey"]), str(task["storedState"]), str(task["attempt"]), history)
-    return table
+def _print_json(document: Any) -> None:
+    # Plain print: rich would re-wrap long lines and break the JSON for scripts.
+    print(json.dumps(document, indent=2))
 
 
-def _watch(client: ApiClient, run_id: str, timeout: float) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    with Live(console=console, refresh_per_second=4) as live:
-        while True:
-            run = client.get_run(run_id)
-            live.update(_tasks_table(run, client.run_tasks(run_id)))
-            if run["state"] in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"):
-                return run
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"run {run_id} still {run['state']} after {timeout:.0f}s")
-            time.sleep(0.5)
+def _load_worker(spec: str, worker_dir: Path | None) -> Any:
+    # Imported here: the worker's service stack (uvicorn, FastAPI) is slow to import and
+    # only these commands need it.
+    from arco_worker.cli import load_worker  # noqa: PLC0415
+
+    return load_worker(spec, worker_dir)
+
+
+def _worker_tasks(spec: str, worker_dir: Path | None) -> list[str]:
+    return sorted(_load_worker(spec, worker_dir).tasks)
+
+
+def _banner(stack: LocalStack, elapsed: float, tasks: list[str] | None) -> None:
+    api = stack.api_url
+    data = stack.data_dir.resolve()
+    lines = [
+        f"[bold green]arco stack ready[/] in {elapsed:.1f}s",
+        f"  API        {api}",
+        f"  API docs   {api}/docs",
+        f"  console    {api}/ui",
+        f"  tenant     {stack.env['ARCO_TENANT_ID']}   workspace {stack.env['ARCO_WORKSPACE_ID']}",
+        f"  data       {data}   (service logs in {data / 'logs'})",
+    ]
+    flag = "" if stack.data_dir == DEFAULT_DATA_DIR else f" --data-dir {stack.data_dir}"
+    if stack.worker:
+        reload = ", restarted when a .py file changes" if stack.reload else ""
+        lines.append(f"  worker     {stack.worker} from {stack.worker_folder}{reload}")
+        if tasks:
+            lines.append(f"  tasks      {', '.join(tasks)}")
+        key = tasks[-1] if tasks else "NAMESPACE.NAME"
+        lines += [
+            "Next, in another terminal here:",
+            f"  arco-stack deploy --worker {stack.worker}{flag}",
+            f"  arco-stack trigger {key} --upstream --wait{flag}",
+        ]
+    else:
+        lines += [
+            "Next:",
+            f"  arco-stack trigger demo.sleep --upstream --partition date=2026-01-01 --wait{flag}"
+            if stack.demo
+            else "  arco-stack up --demo   (your own worker: see docs/getting-started.md)",
+            f"  arco-stack runs list{flag}",
+        ]
+    lines.append("Ctrl-C stops the stack.")
+    for line in lines:
+        out.print(line, highlight=False)
 
 
 @app.command()
+@handled
 def up(
     data_dir: DataDir = DEFAULT_DATA_DIR,
-    demo: Annotated[bool, typer.Option(help="trigger a demo run and watch it")] = False,
+    worker: WorkerOption = None,
+    worker_dir: WorkerDir = None,
+    reload: Annotated[
+        bool, typer.Option(help="restart the worker when a .py file under --worker-dir changes")
+    ] = False,
+    demo: Annotated[
+        bool, typer.Option(help="deploy the demo manifest, trigger a demo run and watch it")
+    ] = False,
     database_url: Annotated[
         str | None, typer.Option(help="default: SQLite in the data dir")
     ] = None,
     exit_after_demo: Annotated[
         bool, typer.Option(help="stop the stack once the demo run ends")
     ] = False,
+    free_ports: Annotated[
+        bool,
+        typer.Option(
+            envvar="ARCO_STACK_FREE_PORTS",
+            help="pick free ports instead of 8080-8082 and 8090 (the other commands find them)",
+        ),
+    ] = False,
 ) -> None:
-    """Start api, worker, dispatcher and sweeper with one configuration; Ctrl-C stops them."""
+    """Start api, worker, dispatcher and sweeper with one configuration; Ctrl-C stops them.
+
+    With --worker MODULE:ATTR your worker runs instead of the sample worker; when it dies the
+    rest keeps running. Nothing is deployed unless --demo is given.
+    """
     started = time.monotonic()
-    env = stack_environment(data_dir, database_url=database_url)
-    stack = Stack(data_dir.resolve(), env)
+    if reload and worker is None:
+        raise CliError("--reload restarts your worker: give --worker MODULE:ATTR too")
+    tasks = _worker_tasks(worker, worker_dir) if worker else None
+    stack = LocalStack(
+        data_dir, worker=worker, worker_dir=worker_dir, reload=reload, demo=demo,
+        database_url=database_url, ports=Ports.free() if free_ports else Ports(),
+    )  # fmt: skip
     stopping = False
 
     def _stop(_signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
+    def _ready(service: Service) -> None:
+        err.print(f"  {service.spec.name:<10} ready", highlight=False, style="dim")
+
     signal.signal(signal.SIGTERM, _stop)
     try:
-        console.print(
-            f"[bold]arco-stack[/]: data in {data_dir.resolve()}, "
-            f"database {env['ARCO_DATABASE_URL']}"
-        )
-        migrate(env)
-        # Start everything at once (each service only needs the migrated database), then
-        # wait for each in the runbook's deploy order.
-        services = [stack.start(spec) for spec in service_specs()]
-        for service in services:
-            stack.wait_ready(service)
-            console.print(f"  {service.spec.name:<10} ready on {service.ready_url}")
-        console.print(f"stack ready in {time.monotonic() - started:.1f}s")
-        client = _client(data_dir, None, None)
-        deployed = client.deploy_manifest(demo_manifest())
-        console.print(f"demo manifest deployed: {deployed['manifestId']}")
+        err.print(f"starting the stack in {data_dir.resolve()}", highlight=False, style="dim")
+        stack.start(on_ready=_ready)
+        _banner(stack, time.monotonic() - started, tasks)
         if demo:
-            run_started = time.monotonic()
-            run = client.trigger_run(demo_trigger())
-            final = _watch(client, run["runId"], timeout=300)
-            console.print(
-                f"demo run {final['runId']} ended {final['state']} "
-                f"in {time.monotonic() - run_started:.1f}s"
-            )
+            with stack.client() as client:
+                run = client.trigger_run(demo_trigger())
+                final = wait_for_run(client, run["runId"], timeout=300, console=out)
+            out.print(f"demo run {final['runId']} ended {final['state']}", highlight=False)
             if exit_after_demo:
                 return
-        console.print("Ctrl-C stops the stack.")
         while not stopping:
-            if reason := stack.first_failure():
-                raise StackError(reason)
+            for event in stack.poll():
+                style = "green" if event.kind == "restarted" else "red"
+                err.print(f"{WORKER}: {event.message}", style=style, markup=False, highlight=False)
             time.sleep(0.5)
     except KeyboardInterrupt:
-        console.print("stopping")
-    except (StackError, httpx.HTTPError, TimeoutError) as exc:
-        console.print(f"[red]arco-stack: {exc}[/]")
-        raise typer.Exit(1) from None
+        err.print("stopping")
     finally:
         stack.stop()
+
+
+@app.command()
+@handled
+def token(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    ttl: Annotated[int, typer.Option(min=1, max=31 * 24 * 3600, help="seconds")] = 3600,
+    user: Annotated[str, typer.Option(help="the token's sub claim")] = "arco-stack",
+) -> None:
+    """Print a user JWT for the local stack: curl -H "Authorization: Bearer $(arco-stack token)"."""
+    env = _local_env(data_dir)
+    print(
+        user_token(
+            env["ARCO_JWT_SECRET"],
+            env["ARCO_TENANT_ID"],
+            env["ARCO_WORKSPACE_ID"],
+            user=user,
+            ttl_seconds=ttl,
+        )
+    )
+
+
+@app.command()
+@handled
+def deploy(
+    manifest_file: Annotated[
+        Path | None, typer.Argument(help="a manifest JSON file (docs/manifest.md)")
+    ] = None,
+    worker: WorkerOption = None,
+    worker_dir: WorkerDir = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="print the manifest (JSON) instead of deploying it")
+    ] = False,
+) -> None:
+    """Deploy a manifest derived from your worker's tasks (--worker) or a manifest file;
+    prints the assets added, removed and kept relative to the active manifest."""
+    if (manifest_file is None) == (worker is None):
+        raise CliError("give either --worker MODULE:ATTR or a manifest FILE.json")
+    manifest = (
+        manifest_from_worker(_load_worker(worker, worker_dir))
+        if worker is not None
+        else manifest_from_file(manifest_file)  # type: ignore[arg-type]
+    )
+    if dry_run:
+        _print_json(manifest)
+        return
+    with _local_client(data_dir) as client:
+        change = ManifestChange.between(client.latest_manifest(), manifest)
+        deployed = client.deploy_manifest(manifest)
+    if as_json:
+        _print_json({**deployed, **change.to_json()})
+        return
+    out.print(
+        f"deployed manifest {deployed['manifestId']} ({deployed['assetCount']} assets, "
+        f"code version {deployed['codeVersionId']})",
+        highlight=False,
+    )
+    for label, keys in (
+        ("added", change.added),
+        ("removed", change.removed),
+        ("kept", change.kept),
+    ):
+        out.print(f"  {label:<8}{', '.join(keys) if keys else '-'}", highlight=False)
+
+
+def _partitions(values: list[str]) -> list[dict[str, str]]:
+    partitions = []
+    for value in values:
+        match = _PARTITION.match(value)
+        if match is None:
+            raise CliError(f"--partition must look like KEY=VALUE, not {value!r}")
+        partitions.append({"key": match.group(1), "value": match.group(2)})
+    return partitions
+
+
+@app.command()
+@handled
+def trigger(
+    keys: Annotated[list[str], typer.Argument(help="asset keys to run (namespace.name)")],
+    partition: Annotated[
+        list[str] | None, typer.Option(help="partition dimension KEY=VALUE (repeatable)")
+    ] = None,
+    upstream: Annotated[bool, typer.Option(help="also run what the keys depend on")] = False,
+    downstream: Annotated[bool, typer.Option(help="also run what depends on the keys")] = False,
+    wait: Annotated[
+        bool, typer.Option(help="show progress; exit 0 only when the run SUCCEEDED")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="seconds --wait waits")] = 600.0,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Trigger a run of KEY...; with --wait follow it to its end."""
+    body: dict[str, Any] = {"selection": keys}
+    if partition:
+        body["partitions"] = _partitions(partition)
+    if upstream:
+        body["includeUpstream"] = True
+    if downstream:
+        body["includeDownstream"] = True
+    progress = err if as_json else out
+    with _local_client(data_dir) as client:
+        created = client.trigger_run(body)
+        run_id = created["runId"]
+        if not wait:
+            if as_json:
+                _print_json(created)
+            else:
+                out.print(f"run {run_id} {created['state']}", highlight=False)
+            return
+        progress.print(f"run {run_id} triggered", highlight=False)
+        run = wait_for_run(client, run_id, timeout=timeout, console=progress)
+    if as_json:
+        _print_json(run)
+    progress.print(f"run {run_id} {run['state']}", highlight=False)
+    if run["state"] != "SUCCEEDED":
+        for key, state, message in failed_tasks(run):
+            progress.print(f"  {key} {state}: {message or '-'}", markup=False, highlight=False)
+        progress.print(f"logs: arco-stack logs {run_id}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _sections(text: str) -> list[str]:
+    """The per-attempt sections of a log text (each starts with a ``=== `` line)."""
+    return [part for part in re.split(r"(?m)^(?==== )", text) if part]
+
+
+@app.command()
+@handled
+def logs(
+    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of one")],
+    task: Annotated[str | None, typer.Option(help="only this task key")] = None,
+    follow: Annotated[bool, typer.Option(help="keep printing new logs until the run ends")] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print what a run's tasks wrote (stdout, stderr and log records, per attempt)."""
+    with _local_client(data_dir) as client:
+        run_id = resolve_run_id(client, run_id)
+        if not follow:
+            text = client.run_logs(run_id, task)
+            if as_json:
+                _print_json({"runId": run_id, "taskKey": task, "logs": text or ""})
+            elif text is None:
+                raise CliError(
+                    f"no logs for run {run_id}{f' task {task}' if task else ''} yet "
+                    "(a task that writes nothing uploads none)"
+                )
+            else:
+                print(text, end="")
+            return
+        printed: set[str] = set()
+        while True:
+            ended = client.get_run(run_id)["state"] in ("SUCCEEDED", "FAILED", "CANCELLED")
+            for section in _sections(client.run_logs(run_id, task) or ""):
+                if section not in printed:
+                    printed.add(section)
+                    print(section, end="", flush=True)
+            if ended:
+                return
+            time.sleep(1.0)
 
 
 def _print_checks(title: str, checks: list[Check]) -> bool:
@@ -161,11 +394,12 @@ def _print_checks(title: str, checks: list[Check]) -> bool:
         table.add_column(column)
     for check in checks:
         table.add_row("[green]PASS[/]" if check.ok else "[red]FAIL[/]", check.name, check.evidence)
-    console.print(table)
+    out.print(table)
     return all(check.ok for check in checks)
 
 
 @app.command()
+@handled
 def preflight(
     env_file: Annotated[
         Path | None, typer.Option(help="env file; default: the environment")
@@ -176,7 +410,7 @@ def preflight(
     """The runbook's preconditions and deploy-order gates; non-zero exit on any failure."""
     env: dict[str, str] = dict(os.environ)
     if data_dir is not None:
-        env.update(stack_environment(data_dir))
+        env.update(_local_env(data_dir))
     if env_file is not None:
         env.update(read_env_file(env_file))
     checks = config_checks(env) + artifact_checks()
@@ -187,6 +421,7 @@ def preflight(
 
 
 @app.command("verify")
+@handled
 def verify_command(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     api_url: Annotated[
@@ -198,66 +433,129 @@ def verify_command(
     ] = None,
     tenant: Annotated[str, typer.Option(envvar="ARCO_TENANT_ID")] = TENANT_ID,
     workspace: Annotated[str, typer.Option(envvar="ARCO_WORKSPACE_ID")] = WORKSPACE_ID,
+    select: Annotated[
+        list[str] | None,
+        typer.Option(help="probe with this existing asset (repeatable); deploys nothing"),
+    ] = None,
+    deploy_probe: Annotated[
+        bool, typer.Option(help="deploy the probe manifest even over another manifest")
+    ] = False,
     timeout: float = 180.0,
 ) -> None:
     """The runbook's verification checklist against a running stack; non-zero on failure.
 
     Against the local stack of ``--data-dir`` by default; elsewhere give ``--api-url`` and
-    either ``--token`` or ``--jwt-secret`` (with ``--tenant``/``--workspace``).
+    either ``--token`` or ``--jwt-secret`` (with ``--tenant``/``--workspace``). It never
+    replaces a manifest it did not deploy: it probes with ``--select KEY`` (an existing asset),
+    or deploys its probe manifest only into an empty workspace or with ``--deploy-probe``.
     """
-    client = _client(
+    with _client(
         data_dir, api_url, token, jwt_secret=jwt_secret, tenant=tenant, workspace=workspace
-    )
-    try:
-        checks = verify(client, timeout=timeout)
-    except (httpx.HTTPError, TimeoutError) as exc:
-        console.print(f"[red]verify: {exc}[/]")
-        raise typer.Exit(1) from None
+    ) as client:
+        checks = verify(client, timeout=timeout, select=select, deploy_probe=deploy_probe)
     if not _print_checks("verification checklist", checks):
         raise typer.Exit(1)
 
 
 @runs_app.command("list")
+@handled
 def runs_list(
-    data_dir: DataDir = DEFAULT_DATA_DIR, limit: int = 20, state: str | None = None
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    limit: int = 20,
+    state: str | None = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Newest runs first."""
-    result = _client(data_dir, None, None).list_runs(limit=limit, state=state)
-    table = Table()
-    for column in ("run", "state", "created", "tasks", "succeeded", "failed"):
-        table.add_column(column)
+    with _local_client(data_dir) as client:
+        result = client.list_runs(limit=limit, state=state)
+    if as_json:
+        _print_json(result)
+        return
+    # Borderless and compact so a run id (copied from here) is never cut, even at 80 columns.
+    table = Table(box=None, padding=(0, 2, 0, 0), header_style="bold")
+    width = max((len(run["runId"]) for run in result["runs"]), default=3)
+    table.add_column("run", no_wrap=True, min_width=width)
+    table.add_column("state", no_wrap=True, min_width=9)
+    table.add_column("created (UTC)", no_wrap=True, min_width=19)
+    table.add_column("ok/tasks", no_wrap=True)
+    table.add_column("failed", no_wrap=True)
     for run in result["runs"]:
         table.add_row(
             run["runId"],
             run["state"],
-            run["createdAt"],
-            str(run["taskCount"]),
-            str(run["tasksSucceeded"]),
+            run["createdAt"][:19].replace("T", " "),
+            f"{run['tasksSucceeded']}/{run['taskCount']}",
             str(run["tasksFailed"]),
         )
-    console.print(table)
+    out.print(table, crop=False)
+
+
+def _tasks_table(run: dict[str, Any], tasks: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"run {run['runId']}: {run['state']}", title_justify="left")
+    table.add_column("task", no_wrap=True)
+    for column in ("stored state", "attempt", "history"):
+        table.add_column(column)
+    for task in tasks:
+        attempts = task.get("attempts", [])
+        history = " | ".join(" -> ".join(a["states"]) for a in attempts if isinstance(a, dict))
+        table.add_row(str(task["taskKey"]), str(task["storedState"]), str(task["attempt"]), history)
+    return table
 
 
 @runs_app.command("get")
-def runs_get(run_id: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+@handled
+def runs_get(
+    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of one")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+) -> None:
     """One run with each task's stored state and attempt history."""
-    client = _client(data_dir, None, None)
-    console.print(_tasks_table(client.get_run(run_id), client.run_tasks(run_id)))
+    with _local_client(data_dir) as client:
+        run_id = resolve_run_id(client, run_id)
+        run = client.get_run(run_id)
+        if as_json:
+            _print_json(run)
+            return
+        out.print(_tasks_table(run, client.run_tasks(run_id)), crop=False)
 
 
 @runs_app.command("cancel")
+@handled
 def runs_cancel(
-    run_id: str, data_dir: DataDir = DEFAULT_DATA_DIR, reason: str = "cancelled by arco-stack"
+    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of one")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    reason: str = "cancelled by arco-stack",
+    as_json: JsonFlag = False,
 ) -> None:
     """Request cancellation of a run."""
-    console.print(_client(data_dir, None, None).cancel_run(run_id, reason))
+    with _local_client(data_dir) as client:
+        run_id = resolve_run_id(client, run_id)
+        run = client.get_run(run_id)
+        if run["state"] in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"):
+            raise CliError(f"run {run_id} already ended {run['state']}: nothing to cancel")
+        result = client.cancel_run(run_id, reason)
+    if as_json:
+        _print_json(result)
+        return
+    out.print(f"run {run_id}: cancellation requested ({result.get('state', '')})", highlight=False)
 
 
 @runs_app.command("watch")
-def runs_watch(run_id: str, data_dir: DataDir = DEFAULT_DATA_DIR, timeout: float = 600.0) -> None:
-    """Show a run's tasks live until it ends."""
-    final = _watch(_client(data_dir, None, None), run_id, timeout)
-    console.print(f"run ended {final['state']}")
+@handled
+def runs_watch(
+    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of one")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    timeout: float = 600.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a run's task state changes until it ends."""
+    with _local_client(data_dir) as client:
+        run_id = resolve_run_id(client, run_id)
+        final = wait_for_run(client, run_id, timeout=timeout, console=err if as_json else out)
+    if as_json:
+        _print_json(final)
+    else:
+        out.print(f"run {run_id} ended {final['state']}", highlight=False)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,46 @@ import httpx
 import jwt
 
 
-def user_token(secret: str, tenant: str, workspace: str, user: str = "arco-stack") -> str:
+def user_token(
+    secret: str,
+    tenant: str,
+    workspace: str,
+    user: str = "arco-stack",
+    ttl_seconds: int = 3600,
+) -> str:
+    """A user JWT as the API accepts it (docs/auth.md): HS256 over ``tenant``, ``workspace``,
+    ``sub`` and ``exp``."""
     claims = {
         "tenant": tenant,
         "workspace": workspace,
         "sub": user,
-        "exp": int((datetime.now(UTC) + timedelta(hours=1)).timestamp()),
+        "exp": int((datetime.now(UTC) + timedelta(seconds=ttl_seconds)).timestamp()),
     }
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class ApiResponseError(httpx.HTTPStatusError):
+    """A non-2xx answer; ``status`` and ``api_message`` (the error body's message) say why."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status = response.status_code
+        self.api_message = _error_message(response)
+        super().__init__(
+            f"{response.request.method} {response.request.url.path} -> "
+            f"{response.status_code}: {response.text}",
+            request=response.request,
+            response=response,
+        )
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or response.reason_phrase
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return response.text.strip()[:300]
 
 
 class ApiClient:
@@ -41,18 +73,51 @@ class ApiClient:
     def close(self) -> None:
         self._http.close()
 
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def _path(self, suffix: str) -> str:
         return f"/api/v1/workspaces/{self.workspace}{suffix}"
 
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url)
+
     def _json(self, response: httpx.Response) -> Any:
         if response.status_code >= 400:
-            raise httpx.HTTPStatusError(
-                f"{response.request.method} {response.request.url.path} -> "
-                f"{response.status_code}: {response.text}",
-                request=response.request,
-                response=response,
-            )
+            raise ApiResponseError(response)
         return response.json()
+
+    def latest_manifest(self) -> dict[str, Any] | None:
+        """The active (newest) manifest of the workspace, or ``None`` before any deploy."""
+        listed = self._json(self._http.get(self._path("/manifests")))["manifests"]
+        if not listed:
+            return None
+        manifest_id = listed[0]["manifestId"]
+        result: dict[str, Any] = self._json(self._http.get(self._path(f"/manifests/{manifest_id}")))
+        return result
+
+    def run_logs(self, run_id: str, task_key: str | None = None) -> str | None:
+        """Every uploaded log section of the run (all pages), or ``None`` when there is none."""
+        params: dict[str, Any] = {"limit": 200}
+        if task_key:
+            params["taskKey"] = task_key
+        parts: list[str] = []
+        while True:
+            response = self._http.get(self._path(f"/runs/{run_id}/logs"), params=params)
+            if response.status_code == 404 and "cursor" not in params:
+                self.get_run(run_id)  # an unknown run raises here; a known one has no logs
+                return None
+            if response.status_code >= 400:
+                raise ApiResponseError(response)
+            parts.append(response.text)
+            cursor = response.headers.get("x-arco-next-cursor")
+            if not cursor:
+                return "".join(parts)
+            params["cursor"] = cursor
 
     def deploy_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._json(
@@ -64,10 +129,14 @@ class ApiClient:
         result: dict[str, Any] = self._json(self._http.post(self._path("/runs"), json=body))
         return result
 
-    def list_runs(self, limit: int = 20, state: str | None = None) -> dict[str, Any]:
+    def list_runs(
+        self, limit: int = 20, state: str | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
         if state:
             params["state"] = state
+        if cursor:
+            params["cursor"] = cursor
         result: dict[str, Any] = self._json(self._http.get(self._path("/runs"), params=params))
         return result
 

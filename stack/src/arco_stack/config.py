@@ -74,10 +74,20 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def _secrets(data_dir: Path) -> dict[str, str]:
+class NoLocalStackError(RuntimeError):
+    """A command that only reads a local stack found none in its data directory."""
+
+
+def _secrets(data_dir: Path, *, create: bool = True) -> dict[str, str]:
     path = data_dir / ENV_FILE
     stored = read_env_file(path)
     missing = [name for name in GENERATED_SECRETS if not stored.get(name)]
+    if missing and not create:
+        # Only starting a stack creates secrets (a stray command must not leave new ones).
+        raise NoLocalStackError(
+            f"no local stack in {data_dir} (no {ENV_FILE}): start one there with "
+            "`arco-stack up` (or `make up`), or pass --data-dir"
+        )
     if missing:
         for name in missing:
             stored[name] = secrets.token_urlsafe(32)
@@ -97,11 +107,13 @@ def stack_environment(
     database_url: str | None = None,
     host: str = "127.0.0.1",
     overrides: dict[str, str] | None = None,
+    create: bool = True,
 ) -> dict[str, str]:
-    """The shared environment of every service of the stack in ``data_dir``."""
+    """The shared environment of every service of the stack in ``data_dir``; with
+    ``create=False`` raises :class:`NoLocalStackError` instead of generating missing secrets."""
     ports = ports or Ports()
     data_dir = data_dir.resolve()
-    stored = _secrets(data_dir)
+    stored = _secrets(data_dir, create=create)
     api_url = f"http://{host}:{ports.api}"
     env = {
         "ARCO_DATABASE_URL": database_url
@@ -146,6 +158,7 @@ class ServiceSpec:
     command: str
     port: int
     args: tuple[str, ...] = ()
+    cwd: Path | None = None
 
 
 def service_specs(ports: Ports | None = None) -> list[ServiceSpec]:
@@ -158,3 +171,25 @@ def service_specs(ports: Ports | None = None) -> list[ServiceSpec]:
         ServiceSpec("dispatcher", "arco-dispatcher", ports.dispatcher),
         ServiceSpec("sweeper", "arco-sweeper", ports.sweeper),
     ]
+
+
+PORTS_FILE = "ports.env"
+_PORT_NAMES = ("api", "dispatcher", "sweeper", "worker")
+
+
+def write_ports(data_dir: Path, ports: Ports) -> None:
+    """Record the ports a running ``arco-stack up`` uses, so the other commands find it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"{name.upper()}_PORT={getattr(ports, name)}\n" for name in _PORT_NAMES)
+    (data_dir / PORTS_FILE).write_text(text, encoding="utf-8")
+
+
+def recorded_ports(data_dir: Path) -> Ports:
+    """The ports recorded by the last ``arco-stack up`` of ``data_dir`` (default ones if none)."""
+    stored = read_env_file(data_dir / PORTS_FILE)
+    values: dict[str, int] = {}
+    for name in _PORT_NAMES:
+        value = stored.get(f"{name.upper()}_PORT", "")
+        if value.isdigit():
+            values[name] = int(value)
+    return Ports(**values)

@@ -1,29 +1,28 @@
 """A whole stack around a worker under test, for test suites (the pytest plugin's
 ``arco_stack`` fixture): api, dispatcher and sweeper as real processes on free ports, the
-worker started as ``arco-worker --worker MODULE:ATTR`` (or one already running anywhere),
-SQLite in a temporary folder, or PostgreSQL from a URL or a testcontainers container."""
+worker started as ``arco-stack up --worker MODULE:ATTR`` starts it (or one already running
+anywhere), SQLite in a temporary folder, or PostgreSQL from a URL or a testcontainers
+container."""
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from arco_stack.client import ApiClient, user_token
-from arco_stack.config import QUICK_REPAIR_OVERRIDES, Ports, service_specs, stack_environment
+from arco_stack.config import QUICK_REPAIR_OVERRIDES, Ports, ServiceSpec
 from arco_stack.containers import ContainerError, postgres_container
-from arco_stack.processes import Stack, migrate, tail
-from arco_stack.worker_manifest import manifest_of
+from arco_stack.local import WORKER, LocalStack
+from arco_stack.manifests import manifest_from_worker
+from arco_stack.processes import tail
 from arco_worker import Worker
+from arco_worker.cli import load_worker
+from arco_worker.errors import RegistrationError
 
 LOG_TAIL_LINES = 30
-NEXT_CURSOR_HEADER = "x-arco-next-cursor"
 
 
 class HarnessError(RuntimeError):
@@ -38,21 +37,15 @@ class HarnessOptions:
     worker_url: str | None = None  # a worker already running (any language)
     database_url: str | None = None
     postgres_container: bool = False
-    import_path: Path | None = None  # put on the worker's PYTHONPATH (the project root)
+    worker_dir: Path | None = None  # where MODULE is imported from (the project root)
 
 
-def load_worker(spec: str) -> Worker:
-    """Import ``MODULE:ATTR`` and return that :class:`Worker`."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise HarnessError(f"a worker is named MODULE:ATTR, not {spec!r}")
-    try:
-        found = getattr(importlib.import_module(module_name), attribute, None)
-    except ImportError as exc:
-        raise HarnessError(f"cannot import {module_name!r}: {exc}") from None
-    if not isinstance(found, Worker):
-        raise HarnessError(f"{spec!r} is not an arco_worker.Worker")
-    return found
+@dataclass
+class _ExternalWorkerStack(LocalStack):
+    """A local stack whose worker runs elsewhere (``--arco-worker-url``)."""
+
+    def specs(self) -> list[ServiceSpec]:
+        return [spec for spec in super().specs() if spec.name != WORKER]
 
 
 class ArcoStack:
@@ -68,7 +61,7 @@ class ArcoStack:
         self.data_dir = data_dir
         self._worker: Worker | None = None
         self._exits = ExitStack()
-        self._stack: Stack | None = None
+        self._local: LocalStack | None = None
         self._client: ApiClient | None = None
         self.env: dict[str, str] = {}
 
@@ -85,34 +78,36 @@ class ArcoStack:
     def _start(self) -> None:
         options = self.options
         if options.worker is not None:
-            if options.import_path is not None and str(options.import_path) not in sys.path:
-                sys.path.insert(0, str(options.import_path))
-            self._worker = load_worker(options.worker)
+            try:
+                self._worker = load_worker(options.worker, options.worker_dir)
+            except RegistrationError as exc:
+                raise HarnessError(str(exc)) from None
         database_url = options.database_url
         if options.postgres_container:
             try:
                 database_url = self._exits.enter_context(postgres_container())
             except ContainerError as exc:
                 raise HarnessError(str(exc)) from None
-        ports = Ports.free()
-        self.env = stack_environment(
-            self.data_dir, ports=ports, database_url=database_url, overrides=self._overrides()
+        kind = LocalStack if options.worker is not None else _ExternalWorkerStack
+        self._local = kind(
+            self.data_dir,
+            worker=options.worker,
+            worker_dir=options.worker_dir,
+            database_url=database_url,
+            ports=Ports.free(),
+            overrides=self._overrides(),
         )
-        migrate(self.env)
-        specs = {spec.name: spec for spec in service_specs(ports)}
-        if options.worker is not None:
-            specs["worker"] = replace(specs["worker"], args=("--worker", options.worker))
-        else:
-            del specs["worker"]
-        self._stack = Stack(self.data_dir, self.env)
-        self._stack.start_all(specs.values())
-        self._client = ApiClient.of_stack(self.env)
+        self._local.start()
+        self.env = self._local.env
+        # `arco-stack up` keeps the other services running when the author's worker dies;
+        # a test cannot run without it.
+        for event in self._local.poll():
+            if event.kind == "exited":
+                raise HarnessError(event.message)
+        self._client = self._local.client()
 
     def _overrides(self) -> dict[str, str]:
-        overrides = {**QUICK_REPAIR_OVERRIDES, "ARCO_WORKER_SAMPLE_TASKS": "false"}
-        if self.options.import_path is not None:
-            paths = [str(self.options.import_path), os.environ.get("PYTHONPATH", "")]
-            overrides["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+        overrides = dict(QUICK_REPAIR_OVERRIDES)
         if self.options.worker_url is not None:
             url = self.options.worker_url.rstrip("/")
             overrides["ARCO_FLOW_DISPATCH_TARGET_URL"] = (
@@ -132,8 +127,9 @@ class ArcoStack:
         if self._client is not None:
             self._client.close()
             self._client = None
-        if self._stack is not None:
-            self._stack.stop()
+        if self._local is not None:
+            self._local.stop()
+            self._local = None
         self._exits.close()
 
     # --- the API -----------------------------------------------------------------------------
@@ -163,7 +159,7 @@ class ArcoStack:
                     "deploy() derives the manifest from --arco-worker; with --arco-worker-url "
                     "pass one: deploy(manifest_dict)"
                 )
-            manifest = manifest_of(self._worker)
+            manifest = manifest_from_worker(self._worker, deployed_by="arco-stack pytest plugin")
         return self.client.deploy_manifest(manifest)
 
     def trigger(
@@ -199,20 +195,7 @@ class ArcoStack:
 
     def logs(self, run_id: str) -> str:
         """Every log the run's attempts uploaded, as the API serves them ("" when none)."""
-        url = f"{self.api_url}/api/v1/workspaces/{self.env['ARCO_WORKSPACE_ID']}/runs/{run_id}/logs"
-        headers = {"Authorization": f"Bearer {self.token()}"}
-        pages: list[str] = []
-        params: dict[str, str] = {"limit": "200"}
-        while True:
-            response = httpx.get(url, headers=headers, params=params, timeout=30.0)
-            if response.status_code == 404 and not pages:
-                return ""  # nothing uploaded (yet)
-            response.raise_for_status()
-            pages.append(response.text)
-            cursor = response.headers.get(NEXT_CURSOR_HEADER)
-            if cursor is None:
-                return "".join(pages)
-            params["cursor"] = cursor
+        return self.client.run_logs(run_id) or ""
 
     def cancel(self, run_id: str, reason: str = "cancelled by a test") -> dict[str, Any]:
         return self.client.cancel_run(run_id, reason)

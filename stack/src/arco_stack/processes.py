@@ -19,6 +19,22 @@ from arco_stack.config import ServiceSpec
 STOP_GRACE_SECS = 15.0
 
 
+def _reap(service: Service, timeout: float) -> None:
+    """Wait up to ``timeout`` for the process to exit, then SIGKILL it; close its log."""
+    try:
+        service.process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        service.process.kill()
+        service.process.wait()
+    service.log_file.close()
+
+
+def _terminate(service: Service, grace: float) -> None:
+    if service.process.poll() is None:
+        service.process.send_signal(signal.SIGTERM)
+    _reap(service, grace)
+
+
 class StackError(RuntimeError):
     """The stack could not start or a service died; the message says which and why."""
 
@@ -93,6 +109,7 @@ class Stack:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=spec.cwd,
         )
         service = Service(spec, process, log_path, log_file)
         self.services.append(service)
@@ -138,6 +155,13 @@ class Stack:
                 return service
         raise KeyError(name)
 
+    def restart(self, name: str, grace: float = STOP_GRACE_SECS) -> Service:
+        """Stop one service (SIGTERM, then SIGKILL after ``grace``) and start it again."""
+        service = self.service(name)
+        _terminate(service, grace)
+        self.services.remove(service)
+        return self.start(service.spec)
+
     def kill(self, name: str) -> None:
         """SIGKILL one service (no chance to clean up, as in a crash) and forget it."""
         service = self.service(name)
@@ -153,11 +177,5 @@ class Stack:
                 service.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for service in reversed(self.services):
-            remaining = max(0.0, deadline - time.monotonic())
-            try:
-                service.process.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                service.process.kill()
-                service.process.wait()
-            service.log_file.close()
+            _reap(service, max(0.0, deadline - time.monotonic()))
         self.services.clear()

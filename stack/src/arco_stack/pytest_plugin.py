@@ -52,7 +52,7 @@ def _options(config: pytest.Config) -> HarnessOptions:
         worker_url=worker_url,
         database_url=config.getoption("--arco-database-url"),
         postgres_container=config.getoption("--arco-postgres") == "container",
-        import_path=config.rootpath,
+        worker_dir=config.rootpath,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from arco_stack.client import ApiClient
 from arco_stack.demo import demo_manifest, demo_trigger
+from arco_stack.manifests import asset_keys
 
 CANONICAL_ENVELOPE_KEYS = frozenset(
     {
@@ -55,10 +56,47 @@ def _went_through(task: dict[str, Any]) -> bool:
     return False
 
 
+class VerifyRefusedError(RuntimeError):
+    """verify would have to replace a manifest it did not deploy; the message says what to
+    give instead."""
+
+
+def _is_probe(manifest: dict[str, Any]) -> bool:
+    return asset_keys(manifest) == asset_keys(demo_manifest())
+
+
+def _probe(
+    client: ApiClient, select: list[str] | None, deploy_probe: bool
+) -> tuple[dict[str, Any], str]:
+    """The trigger body of the probe run, and evidence of how it was chosen."""
+    if select:
+        return {"selection": list(select)}, f"probing existing assets {', '.join(select)}"
+    active = client.latest_manifest()
+    if active is not None and not deploy_probe and not _is_probe(active):
+        raise VerifyRefusedError(
+            f"the workspace's active manifest ({active.get('manifestId')}, "
+            f"{len(active.get('assets', []))} assets) was not deployed by verify, which would "
+            "replace it: give --select KEY (an existing asset to run), or --deploy-probe to "
+            "replace it anyway"
+        )
+    deployed = client.deploy_manifest(demo_manifest())
+    return demo_trigger(), f"probe manifest deployed: manifestId={deployed['manifestId']}"
+
+
 def verify(
-    client: ApiClient, *, timeout: float = 120.0, report: Callable[[Check], None] | None = None
+    client: ApiClient,
+    *,
+    timeout: float = 120.0,
+    report: Callable[[Check], None] | None = None,
+    select: list[str] | None = None,
+    deploy_probe: bool = False,
 ) -> list[Check]:
-    """Deploy the demo manifest, trigger a run, and check every item of the checklist."""
+    """Trigger a probe run and check every item of the checklist.
+
+    The probe runs the assets of ``select`` (deploying nothing), else the probe manifest,
+    deployed only into an empty workspace, over an earlier probe manifest, or when
+    ``deploy_probe`` is true; otherwise :class:`VerifyRefusedError` is raised before any change.
+    """
     checks: list[Check] = []
 
     def record(name: str, ok: bool, evidence: str) -> None:
@@ -67,9 +105,9 @@ def verify(
         if report:
             report(check)
 
-    deployed = client.deploy_manifest(demo_manifest())
-    record("manifest deployed", True, f"manifestId={deployed['manifestId']}")
-    trigger = client.trigger_run(demo_trigger())
+    body, how = _probe(client, select, deploy_probe)
+    record("probe chosen", True, how)
+    trigger = client.trigger_run(body)
     run_id = trigger["runId"]
     record("run triggered from the API", trigger.get("created") is True, f"runId={run_id}")
     run = client.wait_terminal(run_id, timeout)
@@ -99,10 +137,12 @@ def verify(
             f"attempts={[a['states'] for a in task.get('attempts', [])]}",
         )
     heartbeats = [task["taskKey"] for task in tasks if task.get("lastHeartbeatAt")]
+    # The probe's slow task always heartbeats; a selected task may end before its first one.
     record(
         "heartbeat callbacks accepted",
-        bool(heartbeats),
-        f"tasks with a recorded heartbeat: {heartbeats}",
+        bool(heartbeats) or bool(select),
+        f"tasks with a recorded heartbeat: {heartbeats}"
+        + ("" if heartbeats or not select else " (not required with --select)"),
     )
     listed = client.list_runs(limit=50)["runs"]
     in_list = [item for item in listed if item["runId"] == run_id]

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arco_api import (
     callback_routes,
+    console,
     log_routes,
     manifest_routes,
     openapi_docs,
@@ -72,6 +73,7 @@ def create_app(
     ):
         app.include_router(router)
     openapi_docs.install(app)
+    console.install(app)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

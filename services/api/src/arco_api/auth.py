@@ -52,6 +52,11 @@ class UserAuthenticator:
         token = bearer_token(request)
         if token is None:
             raise unauthorized("missing bearer token")
+        return self.principal_of_token(token)
+
+    def principal_of_token(self, token: str) -> Principal:
+        """The principal of a user JWT alone (never the debug headers); 401 otherwise."""
+        settings = self._settings
         claims = self._decode(token)
         tenant_claim = claims.get(settings.jwt_tenant_claim)
         workspace_claim = claims.get(settings.jwt_workspace_claim)

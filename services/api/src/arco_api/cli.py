@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import uvicorn
@@ -13,8 +14,20 @@ from arco_api.settings import ApiSettings
 from arco_orchestration.db import Database
 from arco_orchestration.migrate import SchemaNotCurrent, require_current_schema
 
+CONFIGURATION_HELP = (
+    "Configured by environment variables only (ARCO_DATABASE_URL, ARCO_JWT_SECRET, "
+    "ARCO_TASK_TOKEN_SECRET, ARCO_HTTP_PORT, ...): see .env.example, docs/operations.md and "
+    "docs/auth.md. `arco-stack up` runs every service with a working local configuration."
+)
 
-def main() -> int:
+
+def main(argv: list[str] | None = None) -> int:
+    """Check the configuration and serve; ``argv`` are the command-line arguments (none by
+    default: in-process callers such as tests pass none). Returns the exit status."""
+    # --help is answered before any configuration is read.
+    argparse.ArgumentParser(
+        prog="arco-api", description=__doc__, epilog=CONFIGURATION_HELP
+    ).parse_args(argv or [])
     configure_logging()
     try:
         settings = ApiSettings()
@@ -44,5 +57,10 @@ def main() -> int:
     return 0
 
 
+def console_main() -> None:
+    """The ``arco-api`` console script: the process's arguments, its exit status."""
+    sys.exit(main(sys.argv[1:]))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -107,7 +107,7 @@ class ManifestAssetKey(_OpenDoc):
 
 
 class ManifestRequest(_OpenDoc):
-    """What arco's SDK ``deploy`` sends (arco-manifest section 1); the server checks the rest."""
+    """A manifest as arco's SDK ``deploy`` sends it; the format and its rules: docs/manifest.md."""
 
     manifest_version: str
     code_version_id: str
@@ -430,6 +430,7 @@ _DESCRIPTIONS = {
     201: "Created",
     400: "Bad request: malformed JSON, a rule of the request violated, or an invalid id",
     401: "Missing, invalid or expired credentials",
+    403: "The credential does not cover this resource (a task token of another attempt)",
     404: "Not found (also a workspace other than the caller's)",
     409: "Conflict with the current state",
     410: "The task is no longer active",

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 
 from arco_dispatch.logs import configure_logging
-from arco_dispatch.startup import EXIT_REFUSED, prepare, serve
+from arco_dispatch.startup import EXIT_REFUSED, parse_service_args, prepare, serve
 from arco_dispatcher.app import create_app
 from arco_dispatcher.settings import DispatcherSettings
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point of ``arco-dispatcher``; returns the exit status (2: refused to start)."""
+    parse_service_args("arco-dispatcher", __doc__, argv or [])
     configure_logging()
     prepared = prepare("arco-dispatcher", DispatcherSettings)
     if prepared is None:
@@ -21,5 +22,10 @@ def main() -> int:
     return 0
 
 
+def console_main() -> None:
+    """The ``arco-dispatcher`` console script: the process's arguments, its exit status."""
+    sys.exit(main(sys.argv[1:]))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

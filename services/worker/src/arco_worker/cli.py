@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import signal
 import socket
 import sys
+from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -69,15 +71,22 @@ class GracefulServer(uvicorn.Server):
             self.should_exit = True
 
 
-def load_worker(spec: str) -> Worker:
-    """Import ``module:attribute`` and return that :class:`Worker`."""
+def load_worker(spec: str, worker_dir: str | Path | None = None) -> Worker:
+    """Import ``module:attribute`` and return that :class:`Worker`.
+
+    The module is looked up in ``worker_dir`` (default: the current folder) first, as
+    ``python -m`` would: a console script alone does not put the current folder on the path.
+    """
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise RegistrationError(f"--worker must look like package.module:attribute, not {spec!r}")
+    folder = str(Path(worker_dir or os.getcwd()).resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise RegistrationError(f"cannot import {module_name!r}: {exc}") from None
+        raise RegistrationError(f"cannot import {module_name!r} (from {folder}): {exc}") from None
     worker = getattr(module, attribute, None)
     if not isinstance(worker, Worker):
         raise RegistrationError(f"{spec!r} is not an arco_worker.Worker")
@@ -85,12 +94,15 @@ def load_worker(spec: str) -> Worker:
 
 
 def build_worker(
-    settings: WorkerSettings, spec: str | None = None, worker: Worker | None = None
+    settings: WorkerSettings,
+    spec: str | None = None,
+    worker: Worker | None = None,
+    worker_dir: str | None = None,
 ) -> Worker:
     """The worker to serve (``worker``, else ``spec``'s, else an empty one), plus the sample
     handlers when ``ARCO_WORKER_SAMPLE_TASKS=true``; validated."""
     if worker is None:
-        worker = load_worker(spec) if spec else Worker()
+        worker = load_worker(spec, worker_dir) if spec else Worker()
     if settings.sample_tasks:
         worker.include(samples)
     worker.validate()
@@ -118,7 +130,9 @@ def serve(
     GracefulServer(config, app.state.service).run(sockets=sockets)
 
 
-def run(worker: Worker | None = None, spec: str | None = None) -> int:
+def run(
+    worker: Worker | None = None, spec: str | None = None, worker_dir: str | None = None
+) -> int:
     """Load the configuration, build the worker and serve it; returns the exit code.
 
     Refuses to start (exit code 2), naming every problem, on bad configuration or an
@@ -132,7 +146,7 @@ def run(worker: Worker | None = None, spec: str | None = None) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        worker = build_worker(settings, spec, worker)
+        worker = build_worker(settings, spec, worker, worker_dir)
     except RegistrationError as exc:
         print(f"arco-worker: refusing to start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -157,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MODULE:ATTR",
         help="the Worker to serve (default: only the sample tasks, if enabled)",
     )
+    parser.add_argument(
+        "--worker-dir",
+        metavar="DIR",
+        help="folder to import the --worker module from (default: the current folder)",
+    )
     args = parser.parse_args(argv)
-    return run(spec=args.worker)
+    return run(spec=args.worker, worker_dir=args.worker_dir)
 
 
 if __name__ == "__main__":

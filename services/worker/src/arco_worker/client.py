@@ -153,6 +153,12 @@ def _parse_heartbeat(body: bytes, now: datetime) -> HeartbeatResponse:
     return HeartbeatResponse(server_time=now)
 
 
+def logs_url(envelope: WorkerDispatchEnvelope) -> str:
+    """``{callbackBaseUrl}/api/v1/workspaces/{workspaceId}/runs/{runId}/logs``."""
+    base = envelope.callback_base_url.rstrip("/")
+    return f"{base}/api/v1/workspaces/{envelope.workspace_id}/runs/{envelope.run_id}/logs"
+
+
 class CallbackClient:
     """Sends one attempt's callbacks. One instance serves every attempt; the token is passed
     per call because a heartbeat may refresh it (design D8)."""
@@ -197,6 +203,21 @@ class CallbackClient:
         token's expiry, after which no retry could be accepted)."""
         await self._post(envelope, "completed", body.to_json(), token, give_up_at=give_up_at)
 
+    async def upload_logs(
+        self, envelope: WorkerDispatchEnvelope, *, stdout: str, stderr: str, token: str
+    ) -> None:
+        """POST the attempt's output to the run's log endpoint (arco-orchestration section
+        2.5), authenticated with the attempt's own task token (design D16)."""
+        content = json.dumps(
+            {
+                "taskKey": envelope.task_key,
+                "attempt": envelope.attempt,
+                "stdout": stdout,
+                "stderr": stderr,
+            }
+        )
+        await self._post(envelope, "logs", content, token, url=logs_url(envelope))
+
     async def _post(
         self,
         envelope: WorkerDispatchEnvelope,
@@ -205,8 +226,9 @@ class CallbackClient:
         token: str,
         *,
         give_up_at: datetime | None = None,
+        url: str | None = None,
     ) -> httpx.Response:
-        url = envelope.callback_url(phase)
+        url = url or envelope.callback_url(phase)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         attempt = 0
         while True:

@@ -104,6 +104,30 @@ class TaskContext:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _progress: ProgressSnapshot = field(default_factory=ProgressSnapshot, repr=False)
 
+    @classmethod
+    def for_test(
+        cls,
+        task_key: str,
+        *,
+        payload: Any = None,
+        partition_key: str | None = None,
+        run_id: str = "test-run",
+        attempt: int = 1,
+    ) -> TaskContext:
+        """A context to call a handler directly in a unit test, without a stack."""
+        return cls(
+            tenant_id="test",
+            workspace_id="test",
+            run_id=run_id,
+            task_key=task_key,
+            task_id=f"{run_id}:{task_key}",
+            attempt=attempt,
+            attempt_id=f"{run_id}:{task_key}:{attempt}",
+            dispatch_id=f"dispatch:{run_id}:{task_key}:{attempt}",
+            partition_key=partition_key,
+            payload={} if payload is None else payload,
+        )
+
     def report_progress(
         self, pct: float | None = None, message: str | None = None, *, phase: str | None = None
     ) -> None:

@@ -29,8 +29,10 @@ from arco_envelope import (
     WorkerDispatchEnvelope,
     WorkerOutcome,
 )
+from arco_worker.capture import AttemptOutput, capture_context
 from arco_worker.client import (
     CallbackClient,
+    CallbackError,
     CallbackRejectedError,
     CallbackUnavailableError,
     Clock,
@@ -121,8 +123,10 @@ class AttemptExecution:
         timings: Timings,
         shutdown: asyncio.Event,
         clock: Clock,
+        upload_logs: bool = True,
     ) -> None:
         self.envelope = envelope
+        self._upload_logs = upload_logs
         self.context = context_for(envelope)
         self._task = task
         self._client = client
@@ -183,10 +187,28 @@ class AttemptExecution:
         if self._shutdown.is_set():
             await self._complete(self._shutdown_body(None))
             return
-        handler = start_handler(self._task, self.context)
+        context, output = capture_context()
+        handler = start_handler(self._task, self.context, context)
         body = await self._supervise(handler)
         if body is not None:
+            # Logs first: once the run is seen ending, its logs can already be read.
+            if self._upload_logs:
+                await self._upload(output)
             await self._complete(body)
+
+    async def _upload(self, output: AttemptOutput) -> None:
+        """Upload what the handler wrote, best effort (as upstream's worker does): a failed
+        upload is logged and changes nothing about the attempt."""
+        if output.empty:
+            return
+        try:
+            await self._client.upload_logs(
+                self.envelope, stdout=output.stdout, stderr=output.stderr, token=self._token
+            )
+        except CallbackError as exc:
+            self.log.warning("log_upload_failed", status=exc.status, message=exc.message)
+            return
+        self.log.info("logs_uploaded")
 
     async def _supervise(self, handler: RunningHandler) -> TaskCompletedRequest | None:
         loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import sys
 import threading
 import time
@@ -71,7 +72,9 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
-def _start_sync(task: RegisteredTask, ctx: TaskContext) -> RunningHandler:
+def _start_sync(
+    task: RegisteredTask, ctx: TaskContext, context: contextvars.Context
+) -> RunningHandler:
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
     started = time.process_time()
@@ -82,7 +85,7 @@ def _start_sync(task: RegisteredTask, ctx: TaskContext) -> RunningHandler:
         result: Any = None
         error: BaseException | None = None
         try:
-            result = task.handler(ctx)
+            result = context.run(task.handler, ctx)
         except Exception as exc:  # noqa: BLE001 - handed to the supervisor, which reports it
             error = exc
         except BaseException as exc:  # noqa: BLE001 - SystemExit & co must not vanish silently
@@ -101,10 +104,12 @@ def _start_sync(task: RegisteredTask, ctx: TaskContext) -> RunningHandler:
     return RunningHandler(future, cpu_seconds)
 
 
-def _start_async(task: RegisteredTask, ctx: TaskContext) -> RunningHandler:
+def _start_async(
+    task: RegisteredTask, ctx: TaskContext, context: contextvars.Context
+) -> RunningHandler:
     started = time.process_time()
     ended: list[float] = []
-    future = asyncio.ensure_future(task.handler(ctx))
+    future = asyncio.get_running_loop().create_task(task.handler(ctx), context=context)
     future.add_done_callback(lambda _: ended.append(time.process_time()))
 
     def cpu_seconds() -> float:
@@ -113,8 +118,12 @@ def _start_async(task: RegisteredTask, ctx: TaskContext) -> RunningHandler:
     return RunningHandler(future, cpu_seconds)
 
 
-def start_handler(task: RegisteredTask | None, ctx: TaskContext) -> RunningHandler:
-    """Start ``task`` for ``ctx``; a missing handler fails at once as ``CONFIGURATION``."""
+def start_handler(
+    task: RegisteredTask | None, ctx: TaskContext, context: contextvars.Context | None = None
+) -> RunningHandler:
+    """Start ``task`` for ``ctx`` in ``context`` (default: a copy of the current one; the
+    worker passes the attempt's capture context, see capture.py); a missing handler fails at
+    once as ``CONFIGURATION``."""
     if task is None:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.set_exception(
@@ -125,6 +134,7 @@ def start_handler(task: RegisteredTask | None, ctx: TaskContext) -> RunningHandl
             )
         )
         return RunningHandler(future, lambda: 0.0)
+    context = context or contextvars.copy_context()
     if task.is_async:
-        return _start_async(task, ctx)
-    return _start_sync(task, ctx)
+        return _start_async(task, ctx, context)
+    return _start_sync(task, ctx, context)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -30,6 +30,8 @@ class RegisteredTask:
     task_key: str
     handler: Handler
     is_async: bool
+    # Task keys this one depends on (a manifest derived from the worker declares them).
+    deps: tuple[str, ...] = ()
 
 
 def _is_async(handler: Handler) -> bool:
@@ -64,36 +66,44 @@ class Worker:
         self.name = name
         self._tasks: dict[str, RegisteredTask] = {}
 
-    def task(self, task_key: str) -> Callable[[H], H]:
-        """Register the decorated function as the handler of ``task_key``.
+    def task(self, task_key: str, *, deps: Sequence[str] = ()) -> Callable[[H], H]:
+        """Register the decorated function as the handler of ``task_key``; ``deps`` names
+        the task keys it depends on (``arco-stack deploy --worker`` declares them).
 
-        Raises :class:`RegistrationError` at once for a malformed key, a key registered twice
-        or a function that cannot take a single context argument.
+        Raises :class:`RegistrationError` at once for a malformed key or dependency, a key
+        registered twice or a function that cannot take a single context argument.
         """
 
         def register(handler: H) -> H:
-            self.add(task_key, handler)
+            self.add(task_key, handler, deps=deps)
             return handler
 
         return register
 
-    def add(self, task_key: str, handler: Handler) -> None:
+    def add(self, task_key: str, handler: Handler, *, deps: Sequence[str] = ()) -> None:
         """Register ``handler`` for ``task_key`` (the non-decorator form of :meth:`task`)."""
         if not isinstance(task_key, str) or not _TASK_KEY.match(task_key):
             raise RegistrationError(
                 f"task key must be a non-empty string without spaces: {task_key!r}"
             )
+        if isinstance(deps, str):
+            raise RegistrationError(f"deps of {task_key!r} must be a list of task keys")
+        for dep in deps:
+            if not isinstance(dep, str) or not _TASK_KEY.match(dep) or dep == task_key:
+                raise RegistrationError(f"{task_key!r} has an invalid dependency: {dep!r}")
         if not callable(handler):
             raise RegistrationError(f"handler for {task_key!r} is not callable")
         if task_key in self._tasks:
             raise RegistrationError(f"task key {task_key!r} is registered twice")
         _check_signature(task_key, handler)
-        self._tasks[task_key] = RegisteredTask(task_key, handler, _is_async(handler))
+        self._tasks[task_key] = RegisteredTask(
+            task_key, handler, _is_async(handler), tuple(dict.fromkeys(deps))
+        )
 
     def include(self, other: Worker) -> None:
         """Register every handler of ``other`` (e.g. the sample tasks) in this worker."""
         for task in other.tasks.values():
-            self.add(task.task_key, task.handler)
+            self.add(task.task_key, task.handler, deps=task.deps)
 
     @property
     def tasks(self) -> Mapping[str, RegisteredTask]:

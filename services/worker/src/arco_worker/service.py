@@ -145,6 +145,7 @@ class WorkerService:
             timings=self._timings,
             shutdown=self._shutdown_expired,
             clock=self.options.clock,
+            upload_logs=self.settings.upload_logs,
         )
         acked: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(self._drive(execution, acked), name=f"dispatch:{dispatch_id}")

@@ -64,6 +64,8 @@ class WorkerSettings(BaseSettings):
         default=0.5, ge=0, validation_alias="ARCO_WORKER_FIRST_HEARTBEAT_SECS"
     )
     sample_tasks: bool = Field(default=False, validation_alias="ARCO_WORKER_SAMPLE_TASKS")
+    # Upload each attempt's stdout, stderr and log records to the API with its task token.
+    upload_logs: bool = Field(default=True, validation_alias="ARCO_WORKER_UPLOAD_LOGS")
     worker_id: str = Field(default_factory=_default_worker_id, validation_alias="ARCO_WORKER_ID")
     log_level: str = Field(default="info", validation_alias="ARCO_LOG_LEVEL")
 

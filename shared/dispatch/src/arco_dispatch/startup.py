@@ -3,6 +3,7 @@ then serve on ``ARCO_HTTP_HOST:ARCO_HTTP_PORT``."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import TypeVar
 
@@ -16,6 +17,22 @@ from arco_orchestration.migrate import schema_problem
 S = TypeVar("S", bound=FlowSettings)
 
 EXIT_REFUSED = 2
+
+
+CONFIGURATION_HELP = (
+    "Configured by environment variables only (ARCO_DATABASE_URL, ARCO_FLOW_*, ARCO_HTTP_PORT, "
+    "...): see .env.example and docs/operations.md. `arco-stack up` runs every service with a "
+    "working local configuration."
+)
+
+
+def parse_service_args(program: str, description: str | None, argv: list[str] | None) -> None:
+    """``--help`` (and nothing else) on a service's command line, answered before any
+    configuration is read."""
+    parser = argparse.ArgumentParser(
+        prog=program, description=description, epilog=CONFIGURATION_HELP
+    )
+    parser.parse_args(argv)
 
 
 def _refuse(program: str, problems: list[str]) -> None:

@@ -116,7 +116,11 @@ class Run(Base):
     rerun_reason: Mapped[str | None] = mapped_column(String(64))
     row_version: Mapped[int] = mapped_column(Integer, default=1)
 
-    __table_args__ = (Index(None, "tenant_id", "workspace_id", "triggered_at", "run_id"),)
+    __table_args__ = (
+        Index(None, "tenant_id", "workspace_id", "triggered_at", "run_id"),
+        # The console's runs page: a state filter in newest-first order, and counts per state.
+        Index(None, "tenant_id", "workspace_id", "state", "triggered_at", "run_id"),
+    )
 
 
 class RunKey(Base):

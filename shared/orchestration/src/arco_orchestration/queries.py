@@ -412,3 +412,11 @@ def count_tasks_by_state(session: Session) -> dict[str, int]:
     """Tasks per stored state, for the metrics gauge."""
     stmt = select(Task.state, func.count()).group_by(Task.state)
     return {state: int(count) for state, count in session.execute(stmt)}
+
+
+def public_states(session: Session, runs: list[Run]) -> dict[str, PublicRunState]:
+    """The public state of each run, with one visibility query for all of them."""
+    flags = _visibility_flags(session, [run.run_id for run in runs])
+    return {
+        run.run_id: run_public_state(run, flags.get(run.run_id, VisibilityFlags())) for run in runs
+    }
