@@ -21,7 +21,8 @@ _STEP_SECS = 0.5
 
 @worker.task("conformance.ok")
 def conformance_ok(ctx: TaskContext) -> TaskOutput:
-    """Succeed at once."""
+    """Succeed at once (printing a line: the attempt's log, which the worker uploads)."""
+    print(f"conformance.ok ran attempt {ctx.attempt}")
     return TaskOutput(row_count=1)
 
 
