@@ -19,7 +19,7 @@ from stack.tests.conformance_double import DoubleWorker
 from arco_stack.config import free_port
 from arco_stack.conformance import SCENARIOS, Result, Status, SuiteConfig, run_suite
 
-SECRET = "conformance-secret"
+SECRET = "conformance-dispatch-secret-0123456789abcdef"  # 32 bytes or more
 TENANT = "tenant-c"
 WORKSPACE = "workspace-c"
 # Information only: they report what a worker does and cannot fail.
