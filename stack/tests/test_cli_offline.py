@@ -4,6 +4,7 @@ configuration; and the pieces ``deploy`` and ``up`` are built from."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from arco_stack.config import Ports, free_port, stack_environment, write_ports
-from arco_stack.local import PortInUseError, check_ports_free
+from arco_stack.local import DataDirInUseError, DataDirLock, PortInUseError, check_ports_free
 from arco_stack.manifests import ManifestChange, ManifestInputError, manifest_from_worker
 from arco_worker import TaskContext, Worker
 
@@ -93,6 +94,34 @@ def test_a_port_in_use_is_named_before_anything_starts() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(PortInUseError, match=f"port {port} \\(dispatcher\\) is already in use"):
             check_ports_free(Ports(api=free_port(), dispatcher=port))
+
+
+def test_a_port_in_use_names_the_way_out() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(PortInUseError, match="or pass --free-ports$"):
+            check_ports_free(Ports(api=taken.getsockname()[1]))
+
+
+def test_one_stack_per_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / ".arco"
+    write_ports(data, Ports(api=41234))
+    first, second = DataDirLock(data), DataDirLock(data)
+    first.acquire()
+    try:
+        with pytest.raises(DataDirInUseError) as refused:
+            second.acquire()
+        assert str(refused.value) == (
+            f"a stack already runs from {data} (pid {os.getpid()}, API http://127.0.0.1:41234): "
+            "use it, stop it with Ctrl-C in its terminal, or start another one with "
+            "--data-dir DIR --free-ports"
+        )
+        assert not second.held
+    finally:
+        first.release()
+    second.acquire()  # free again once the first stack stopped
+    second.release()
 
 
 def _worker() -> Worker:
