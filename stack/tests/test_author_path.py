@@ -143,6 +143,19 @@ def test_the_banner_says_where_everything_is(up: Up) -> None:
     assert manifests.json() == {"manifests": []}
 
 
+def test_a_second_up_in_the_same_folder_refuses_and_leaves_the_first_alone(up: Up) -> None:
+    ports = (up.folder / ".arco" / "ports.env").read_text()
+    second = up.cli("up", "--worker", "mytasks:worker", "--free-ports")
+    assert second.returncode == 1
+    assert (
+        f"a stack already runs from {up.folder / '.arco'} (pid {up.process.pid}, "
+        f"API {up.api_url})" in second.stderr
+    ), second.stderr
+    # The first stack's ports are still the recorded ones and it still answers.
+    assert (up.folder / ".arco" / "ports.env").read_text() == ports
+    assert up.cli("runs", "list").returncode == 0
+
+
 def test_deploy_trigger_and_read_the_printed_line(up: Up) -> None:
     deployed = up.cli("deploy", "--worker", "mytasks:worker", check=True).stdout
     assert "added   hello.broken, hello.crash, hello.extract, hello.report" in deployed
@@ -174,6 +187,10 @@ def test_a_failed_run_exits_1_and_prints_the_error(up: Up) -> None:
     assert result.returncode == 1
     assert "hello.broken FAILED: ValueError: the input was empty" in result.stdout
     run_id = result.stdout.split()[1]
+    # The traceback is in the task's logs, as the tutorial says.
+    logs = up.cli("logs", run_id, check=True).stdout
+    assert "Traceback (most recent call last):" in logs
+    assert 'raise ValueError("the input was empty")' in logs
     # Tables never cut an id, even at the 80 columns of a pipe.
     assert run_id in up.cli("runs", "list", check=True).stdout
     cancelled = up.cli("runs", "cancel", run_id)
