@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from arco_stack.cli import typed_command
 from arco_stack.config import Ports, free_port, stack_environment, write_ports
 from arco_stack.local import DataDirInUseError, DataDirLock, PortInUseError, check_ports_free
 from arco_stack.manifests import ManifestChange, ManifestInputError, manifest_from_worker
@@ -100,7 +101,7 @@ def test_a_port_in_use_names_the_way_out() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        with pytest.raises(PortInUseError, match="or pass --free-ports$"):
+        with pytest.raises(PortInUseError, match=r"or pass --free-ports$"):
             check_ports_free(Ports(api=taken.getsockname()[1]))
 
 
@@ -179,3 +180,15 @@ def test_the_change_relative_to_the_active_manifest() -> None:
         "kept": ["shop.orders"],
     }
     assert ManifestChange.between(None, new).added == ["shop.orders", "shop.refunds"]
+
+
+def test_the_banners_commands_are_typed_as_the_shell_finds_arco_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script = Path(sys.executable).with_name("arco-stack")
+    monkeypatch.setattr(sys, "argv", [str(script), "up"])
+    # `make up` starts .venv/bin/arco-stack without .venv/bin on the user's PATH.
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert typed_command() == str(script)
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
+    assert typed_command() == "arco-stack"

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -117,6 +119,19 @@ def _worker_tasks(spec: str, worker_dir: Path | None) -> list[str]:
     return sorted(_load_worker(spec, worker_dir).tasks)
 
 
+def typed_command() -> str:
+    """How to type ``arco-stack`` here: its bare name when the shell finds this very script
+    on PATH, else the path it was started by (``make up`` runs ``.venv/bin/arco-stack``
+    without putting ``.venv/bin`` on the user's PATH)."""
+    invoked = Path(sys.argv[0])
+    found = shutil.which("arco-stack")
+    if invoked.name != "arco-stack" or not invoked.is_file():
+        return "arco-stack"
+    if found is not None and Path(found).samefile(invoked):
+        return "arco-stack"
+    return str(invoked)
+
+
 def _banner(stack: LocalStack, elapsed: float, tasks: list[str] | None) -> None:
     api = stack.api_url
     data = stack.data_dir.resolve()
@@ -129,6 +144,7 @@ def _banner(stack: LocalStack, elapsed: float, tasks: list[str] | None) -> None:
         f"  data       {data}   (service logs in {data / 'logs'})",
     ]
     flag = "" if stack.data_dir == DEFAULT_DATA_DIR else f" --data-dir {stack.data_dir}"
+    cmd = typed_command()
     if stack.worker:
         reload = ", restarted when a .py file changes" if stack.reload else ""
         lines.append(f"  worker     {stack.worker} from {stack.worker_folder}{reload}")
@@ -137,16 +153,16 @@ def _banner(stack: LocalStack, elapsed: float, tasks: list[str] | None) -> None:
         key = tasks[-1] if tasks else "NAMESPACE.NAME"
         lines += [
             "Next, in another terminal here:",
-            f"  arco-stack deploy --worker {stack.worker}{flag}",
-            f"  arco-stack trigger {key} --upstream --wait{flag}",
+            f"  {cmd} deploy --worker {stack.worker}{flag}",
+            f"  {cmd} trigger {key} --upstream --wait{flag}",
         ]
     else:
         lines += [
             "Next:",
-            f"  arco-stack trigger demo.sleep --upstream --partition date=2026-01-01 --wait{flag}"
+            f"  {cmd} trigger demo.sleep --upstream --partition date=2026-01-01 --wait{flag}"
             if stack.demo
-            else "  arco-stack up --demo   (your own worker: see docs/getting-started.md)",
-            f"  arco-stack runs list{flag}",
+            else f"  {cmd} up --demo   (your own worker: see docs/getting-started.md)",
+            f"  {cmd} runs list{flag}",
         ]
     lines.append("Ctrl-C stops the stack.")
     for line in lines:
