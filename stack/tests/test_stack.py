@@ -19,6 +19,14 @@ def test_secrets_are_generated_once_and_kept(tmp_path: Path) -> None:
     assert read_env_file(tmp_path / "stack.env")["ARCO_JWT_SECRET"] == first["ARCO_JWT_SECRET"]
 
 
+def test_a_data_dir_it_creates_is_ignored_by_git(tmp_path: Path) -> None:
+    stack_environment(tmp_path / ".arco")
+    assert (tmp_path / ".arco" / ".gitignore").read_text().splitlines()[-1] == "*"
+    # A folder that already existed is not touched: --data-dir may name any folder.
+    stack_environment(tmp_path)
+    assert not (tmp_path / ".gitignore").exists()
+
+
 def test_one_configuration_for_every_service(tmp_path: Path) -> None:
     env = stack_environment(tmp_path, ports=Ports(api=9000, worker=9001))
     assert env["ARCO_TASK_TOKEN_SECRET"] == env["ARCO_FLOW_TASK_TOKEN_SECRET"]

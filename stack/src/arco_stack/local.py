@@ -24,6 +24,7 @@ from arco_stack.client import ApiClient
 from arco_stack.config import (
     Ports,
     ServiceSpec,
+    make_data_dir,
     recorded_ports,
     service_specs,
     stack_environment,
@@ -68,7 +69,7 @@ class DataDirLock:
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`DataDirInUseError` naming the running stack."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_data_dir(self.data_dir)
         path = self.data_dir / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
