@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from arco_stack.config import recorded_ports
+from arco_stack.config import read_env_file, recorded_ports
 
 DEADLINE_SECS = 180.0
 WORKER_CODE = """\
@@ -207,6 +207,23 @@ def test_bad_run_ids_are_one_line_with_a_hint(up: Up) -> None:
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "no run matches" in result.stderr
         assert "runs list" in result.stderr
+
+
+def test_deploy_to_an_api_by_url_and_secret(up: Up, tmp_path: Path) -> None:
+    # As against staging: no local data dir, the API's URL and its JWT secret.
+    secret = read_env_file(up.folder / ".arco" / "stack.env")["ARCO_JWT_SECRET"]
+    result = up.cli(
+        "deploy", "--worker", "mytasks:worker", "--data-dir", str(tmp_path / "none"),
+        "--api-url", up.api_url, "--jwt-secret", secret,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "kept    hello.broken, hello.crash, hello.extract, hello.report" in result.stdout
+    token = up.cli("token", "--jwt-secret", secret, check=True).stdout.strip()
+    runs = httpx.get(
+        f"{up.api_url}/api/v1/workspaces/demo/runs", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert runs.status_code == 200
+    assert not (tmp_path / "none").exists()
 
 
 def test_verify_never_replaces_the_authors_manifest(up: Up) -> None:

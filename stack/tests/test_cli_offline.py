@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jwt
 import pytest
 
 from arco_stack.cli import typed_command
@@ -86,6 +87,34 @@ def test_a_remote_api_needs_a_credential(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "needs --token or a non-empty --jwt-secret" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_deploy_to_a_remote_api_needs_a_credential(tmp_path: Path) -> None:
+    (tmp_path / "m.json").write_text('{"assets": []}')
+    result = run(
+        tmp_path, "arco-stack", "deploy", "m.json", "--api-url", "http://127.0.0.1:9",
+        env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "needs --token or a non-empty --jwt-secret" in result.stderr
+    assert [path.name for path in tmp_path.iterdir()] == ["m.json"]
+
+
+STAGING_SECRET = "a-staging-secret-of-at-least-32-bytes"
+
+
+def test_a_token_of_another_stack(tmp_path: Path) -> None:
+    minted = run(
+        tmp_path, "arco-stack", "token", "--jwt-secret", STAGING_SECRET, "--tenant", "acme",
+        "--workspace", "prod",
+    )  # fmt: skip
+    assert minted.returncode == 0, minted.stderr
+    claims = jwt.decode(minted.stdout.strip(), STAGING_SECRET, algorithms=["HS256"])
+    assert (claims["tenant"], claims["workspace"]) == ("acme", "prod")
+    assert list(tmp_path.iterdir()) == []  # no local stack needed, none created
+    empty = run(tmp_path, "arco-stack", "token", "--jwt-secret", " ")
+    assert empty.returncode == 1
+    assert "--jwt-secret is empty" in empty.stderr
 
 
 def test_a_port_in_use_is_named_before_anything_starts() -> None:

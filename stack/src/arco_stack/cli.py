@@ -60,6 +60,14 @@ WorkerDir = Annotated[
     Path | None,
     typer.Option("--worker-dir", help="folder to import --worker from (default: current folder)"),
 ]
+ApiUrl = Annotated[str | None, typer.Option(help="API root; default: the local stack's")]
+TokenOption = Annotated[str | None, typer.Option(help="user bearer JWT (with --api-url)")]
+JwtSecret = Annotated[
+    str | None,
+    typer.Option(envvar="ARCO_JWT_SECRET", help="with --api-url: mint a user JWT with this secret"),
+]
+Tenant = Annotated[str, typer.Option(envvar="ARCO_TENANT_ID")]
+Workspace = Annotated[str, typer.Option(envvar="ARCO_WORKSPACE_ID")]
 _PARTITION = re.compile(r"^([^=\s]+)=(.*)$")
 
 
@@ -246,18 +254,27 @@ def token(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     ttl: Annotated[int, typer.Option(min=1, max=31 * 24 * 3600, help="seconds")] = 3600,
     user: Annotated[str, typer.Option(help="the token's sub claim")] = "arco-stack",
+    jwt_secret: Annotated[
+        str | None,
+        typer.Option(help="another stack's secret, e.g. \"$ARCO_JWT_SECRET\" of staging's .env"),
+    ] = None,
+    tenant: Tenant = TENANT_ID,
+    workspace: Workspace = WORKSPACE_ID,
 ) -> None:
-    """Print a user JWT for the local stack: curl -H "Authorization: Bearer $(arco-stack token)"."""
-    env = _local_env(data_dir)
-    print(
-        user_token(
-            env["ARCO_JWT_SECRET"],
-            env["ARCO_TENANT_ID"],
-            env["ARCO_WORKSPACE_ID"],
-            user=user,
-            ttl_seconds=ttl,
-        )
-    )
+    """Print a user JWT for the local stack: curl -H "Authorization: Bearer $(arco-stack token)".
+
+    With --jwt-secret (and --tenant, --workspace): a token of another stack, e.g. staging.
+    """
+    if jwt_secret is not None:
+        if not jwt_secret.strip():
+            raise CliError("--jwt-secret is empty (with compose: `set -a; . ./.env; set +a` first)")
+        secret = jwt_secret
+    else:
+        env = _local_env(data_dir)
+        secret, tenant, workspace = (
+            env["ARCO_JWT_SECRET"], env["ARCO_TENANT_ID"], env["ARCO_WORKSPACE_ID"]
+        )  # fmt: skip
+    print(user_token(secret, tenant, workspace, user=user, ttl_seconds=ttl))
 
 
 @app.command()
@@ -273,9 +290,18 @@ def deploy(
     dry_run: Annotated[
         bool, typer.Option(help="print the manifest (JSON) instead of deploying it")
     ] = False,
+    api_url: ApiUrl = None,
+    token: TokenOption = None,
+    jwt_secret: JwtSecret = None,
+    tenant: Tenant = TENANT_ID,
+    workspace: Workspace = WORKSPACE_ID,
 ) -> None:
     """Deploy a manifest derived from your worker's tasks (--worker) or a manifest file;
-    prints the assets added, removed and kept relative to the active manifest."""
+    prints the assets added, removed and kept relative to the active manifest.
+
+    To the local stack of --data-dir by default; elsewhere (staging) give --api-url and
+    either --token or --jwt-secret (with --tenant, --workspace).
+    """
     if (manifest_file is None) == (worker is None):
         raise CliError("give either --worker MODULE:ATTR or a manifest FILE.json")
     manifest = (
@@ -286,7 +312,9 @@ def deploy(
     if dry_run:
         _print_json(manifest)
         return
-    with _local_client(data_dir) as client:
+    with _client(
+        data_dir, api_url, token, jwt_secret=jwt_secret, tenant=tenant, workspace=workspace
+    ) as client:
         change = ManifestChange.between(client.latest_manifest(), manifest)
         deployed = client.deploy_manifest(manifest)
     if as_json:
@@ -438,15 +466,11 @@ def preflight(
 @handled
 def verify_command(
     data_dir: DataDir = DEFAULT_DATA_DIR,
-    api_url: Annotated[
-        str | None, typer.Option(help="API root; default: the local stack's")
-    ] = None,
-    token: Annotated[str | None, typer.Option(help="user bearer JWT")] = None,
-    jwt_secret: Annotated[
-        str | None, typer.Option(envvar="ARCO_JWT_SECRET", help="mint a user JWT with this secret")
-    ] = None,
-    tenant: Annotated[str, typer.Option(envvar="ARCO_TENANT_ID")] = TENANT_ID,
-    workspace: Annotated[str, typer.Option(envvar="ARCO_WORKSPACE_ID")] = WORKSPACE_ID,
+    api_url: ApiUrl = None,
+    token: TokenOption = None,
+    jwt_secret: JwtSecret = None,
+    tenant: Tenant = TENANT_ID,
+    workspace: Workspace = WORKSPACE_ID,
     select: Annotated[
         list[str] | None,
         typer.Option(help="probe with this existing asset (repeatable); deploys nothing"),
