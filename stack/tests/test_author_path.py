@@ -186,6 +186,10 @@ def test_a_failed_run_exits_1_and_prints_the_error(up: Up) -> None:
     result = up.cli("trigger", "hello.broken", "--wait")
     assert result.returncode == 1
     assert "hello.broken FAILED: ValueError: the input was empty" in result.stdout
+    # While it waits for a retry, the progress says why.
+    assert "hello.broken: PENDING, retrying after ValueError: the input was empty" in (
+        result.stdout
+    ), result.stdout
     run_id = result.stdout.split()[1]
     # The traceback is in the task's logs, as the tutorial says.
     logs = up.cli("logs", run_id, check=True).stdout
