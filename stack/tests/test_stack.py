@@ -27,6 +27,22 @@ def test_a_data_dir_it_creates_is_ignored_by_git(tmp_path: Path) -> None:
     assert not (tmp_path / ".gitignore").exists()
 
 
+def test_weak_or_shared_stored_secrets_are_regenerated(tmp_path: Path) -> None:
+    """Issue 15 finding 3: the services refuse secrets under 32 bytes or one value in two
+    roles outside dev; the stack never hands them such secrets, even from an old stack.env."""
+    (tmp_path / "stack.env").write_text(
+        "ARCO_JWT_SECRET=x\n"
+        f"ARCO_TASK_TOKEN_SECRET={'t' * 40}\n"
+        f"ARCO_FLOW_WORKER_DISPATCH_SECRET={'t' * 40}\n"
+    )
+    env = stack_environment(tmp_path)
+    values = [env[name] for name in GENERATED_SECRETS]
+    assert len(set(values)) == len(GENERATED_SECRETS)
+    assert all(len(value) >= 32 for value in values)
+    assert env["ARCO_TASK_TOKEN_SECRET"] == "t" * 40  # a good secret is kept
+    assert stack_environment(tmp_path)["ARCO_JWT_SECRET"] == env["ARCO_JWT_SECRET"]
+
+
 def test_one_configuration_for_every_service(tmp_path: Path) -> None:
     env = stack_environment(tmp_path, ports=Ports(api=9000, worker=9001))
     assert env["ARCO_TASK_TOKEN_SECRET"] == env["ARCO_FLOW_TASK_TOKEN_SECRET"]
@@ -55,6 +71,12 @@ def test_preflight_names_each_broken_precondition(tmp_path: Path) -> None:
         "api and dispatcher share one token secret (compared by digest)",
         "ARCO_FLOW_TASK_TOKEN_TTL_SECS >= ARCO_FLOW_TASK_TIMEOUT_SECS + 300",
     }
+    env["ARCO_JWT_SECRET"] = env["ARCO_FLOW_RUN_TOKEN"]
+    [weak] = [check for check in config_checks(env) if check.name.startswith("secrets are")]
+    assert not weak.ok
+    assert weak.evidence == (
+        "ARCO_JWT_SECRET and ARCO_FLOW_RUN_TOKEN must not be equal: give each its own secret"
+    )
     assert all(env["ARCO_TASK_TOKEN_SECRET"] not in c.evidence for c in config_checks(env))
 
 

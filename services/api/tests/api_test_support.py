@@ -29,7 +29,7 @@ from arco_orchestration.scope import Scope
 TENANT = "tenant-a"
 WORKSPACE = "workspace-b"
 USER_JWT_SECRET = "user-jwt-secret-0123456789abcdef0123456789"
-TASK_SECRET = "task-secret"
+TASK_SECRET = "task-secret-0123456789abcdef0123456789"
 TASK_ISSUER = "https://issuer.task"
 TASK_AUDIENCE = "arco-worker-callback"
 

@@ -412,7 +412,7 @@ def test_rotation_accepts_previous_secrets(
     signs; a secret in neither list is refused."""
     rotated = Api(
         make_client(
-            task_token_secret="new-secret", task_token_previous_secrets=" x , task-secret "
+            task_token_secret="new-secret", task_token_previous_secrets=f" x , {TASK_SECRET} "
         ),
         api.database,
     )
@@ -481,7 +481,7 @@ def test_refreshed_token_is_signed_with_the_current_secret(
     """D8 with rotation: a near-expiry token signed with the previous secret is refreshed with
     one signed by the current secret."""
     rotated = Api(
-        make_client(task_token_secret="new-secret", task_token_previous_secrets="task-secret"),
+        make_client(task_token_secret="new-secret", task_token_previous_secrets=TASK_SECRET),
         api.database,
     )
     near = running.token(now=datetime.now(UTC) - timedelta(seconds=800))

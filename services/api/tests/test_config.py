@@ -17,6 +17,9 @@ from arco_api import cli
 from arco_api.settings import ApiSettings, Posture
 from arco_envelope.tokens import TaskTokenConfig
 
+LONG_TASK_SECRET = "task-token-secret-0123456789abcdef0123"
+LONG_JWT_SECRET = "user-jwt-secret-fedcba9876543210fedcba"
+
 TOKEN_SECRET_PROBLEM = (
     "task token config invalid when debug=false: task_token.hs256_secret is required "
     "(ARCO_TASK_TOKEN_SECRET, ARCO_TASK_TOKEN_TTL_SECS)"
@@ -148,25 +151,30 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
         "ARCO_ENVIRONMENT": " Staging ",
         "ARCO_API_PUBLIC": "0",
-        "ARCO_TASK_TOKEN_SECRET": "  s3cret  ",
+        "ARCO_TASK_TOKEN_SECRET": f"  {LONG_TASK_SECRET}  ",
         "ARCO_TASK_TOKEN_ISSUER": "https://issuer.task",
         "ARCO_TASK_TOKEN_AUDIENCE": "arco-worker-callback",
         "ARCO_TASK_TOKEN_TTL_SECS": "1200",
         "ARCO_TASK_TOKEN_PREVIOUS_SECRETS": "old-1, old-2 ,,",
-        "ARCO_JWT_SECRET": "user",
+        "ARCO_JWT_SECRET": LONG_JWT_SECRET,
     }.items():
         monkeypatch.setenv(name, value)
     settings = ApiSettings()
     assert settings.posture is Posture.PRIVATE
     assert settings.problems() == []
     config = settings.task_token_config()
-    assert config.signing_key == b"s3cret"
+    assert config.signing_key == LONG_TASK_SECRET.encode()
     assert (config.issuer, config.audience, config.ttl_seconds) == (
         "https://issuer.task",
         "arco-worker-callback",
         1200,
     )
-    assert [key.decode() for key in config.verification_keys] == ["s3cret", "old-1", "old-2"]
+    assert [key.decode() for key in config.verification_keys] == [
+        LONG_TASK_SECRET,
+        "old-1",
+        "old-2",
+    ]
+    assert LONG_TASK_SECRET not in repr(settings)
     monkeypatch.setenv("ARCO_API_PUBLIC", "yes")
     assert ApiSettings().posture is Posture.PUBLIC
 
@@ -235,10 +243,10 @@ def test_cli_refuses_a_schema_that_is_not_at_head(
     settings = {
         "ARCO_ENVIRONMENT": "staging",
         "ARCO_API_PUBLIC": "false",
-        "ARCO_TASK_TOKEN_SECRET": "s",
+        "ARCO_TASK_TOKEN_SECRET": LONG_TASK_SECRET,
         "ARCO_TASK_TOKEN_ISSUER": "i",
         "ARCO_TASK_TOKEN_AUDIENCE": "a",
-        "ARCO_JWT_SECRET": "j",
+        "ARCO_JWT_SECRET": LONG_JWT_SECRET,
         "ARCO_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
     }
     for name, value in settings.items():
@@ -249,3 +257,51 @@ def test_cli_refuses_a_schema_that_is_not_at_head(
 
 def _never(*_args: Any, **_kwargs: Any) -> None:
     raise AssertionError("the server must not start")
+
+
+def test_weak_secrets_are_refused_outside_dev_one_line_each() -> None:
+    """Issue 15 finding 3: outside the dev posture a secret shorter than 32 bytes, or the user
+    JWT and task-token secrets equal, is a refusal naming the variable; values are not shown."""
+    short = api_settings(environment="prod", jwt_secret="x", task_token_secret="y")
+    assert short.problems() == [
+        "ARCO_JWT_SECRET is 1 bytes; it must be at least 32 bytes outside the dev posture "
+        "(ARCO_ENVIRONMENT=dev) (e.g. openssl rand -hex 32)",
+        "ARCO_TASK_TOKEN_SECRET is 1 bytes; it must be at least 32 bytes outside the dev "
+        "posture (ARCO_ENVIRONMENT=dev) (e.g. openssl rand -hex 32)",
+    ]
+    same = api_settings(jwt_secret=LONG_TASK_SECRET, task_token_secret=LONG_TASK_SECRET)
+    assert same.problems() == [
+        "ARCO_JWT_SECRET and ARCO_TASK_TOKEN_SECRET must not be equal: give each its own secret"
+    ]
+    assert all(LONG_TASK_SECRET not in line for line in same.problems())
+    assert api_settings(jwt_secret="a" * 32, task_token_secret="b" * 32).problems() == []
+
+
+def test_dev_posture_warns_about_weak_secrets_and_starts() -> None:
+    dev = api_settings(environment="dev", jwt_secret="x", task_token_secret="x")
+    assert dev.posture is Posture.DEV
+    assert dev.problems() == []
+    assert len(dev.warnings()) == 3
+    assert api_settings().warnings() == []
+
+
+def test_cli_refuses_prod_with_one_character_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reviewer's reproduction: `ARCO_ENVIRONMENT=prod ARCO_JWT_SECRET=x
+    ARCO_TASK_TOKEN_SECRET=y arco-api` started and was ready; now it refuses."""
+    monkeypatch.setattr(cli, "configure_logging", lambda: None)
+    monkeypatch.setattr(uvicorn, "run", _never)
+    for name, value in {
+        "ARCO_ENVIRONMENT": "prod",
+        "ARCO_API_PUBLIC": "false",
+        "ARCO_JWT_SECRET": "x",
+        "ARCO_TASK_TOKEN_SECRET": "y",
+        "ARCO_TASK_TOKEN_ISSUER": "i",
+        "ARCO_TASK_TOKEN_AUDIENCE": "a",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main() == 2
+    err = capsys.readouterr().err
+    assert "  - ARCO_JWT_SECRET is 1 bytes; it must be at least 32 bytes" in err
+    assert "  - ARCO_TASK_TOKEN_SECRET is 1 bytes; it must be at least 32 bytes" in err

@@ -31,12 +31,14 @@ def test_a_log_upload_with_an_overlong_task_key_or_huge_attempt_is_refused(api: 
     assert listed.status_code == 404
 
 
-def test_a_completion_with_an_overlong_output_field_is_400_and_changes_nothing(
+def test_a_completion_with_an_overlong_output_field_is_422_and_changes_nothing(
     api: Api, running: Attempt
 ) -> None:
+    """The wire model carries the column's limit (issue 15 finding 5): the worker learns which
+    field is too long from a 422, never a 400 from the database after the model accepted it."""
     response = api.completed(running, extra={"output": {"materializationId": TOO_LONG}})
-    assert response.status_code == 400, response.text
-    assert response.json()["error"] == "invalid_argument"
-    assert "too long or out of range" in response.json()["message"]
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert "output.materializationId" in response.json()["message"]
     assert api.task(running.run_id, running.task_key)["state"] == "RUNNING"
     assert api.completed(running).status_code == 200

@@ -12,6 +12,7 @@ from pathlib import Path
 from arco_dispatch.testing import (
     CALLBACK_BASE_URL,
     DISPATCH_SECRET,
+    RUN_TOKEN,
     SCOPE,
     TOKEN_AUDIENCE,
     TOKEN_ISSUER,
@@ -34,6 +35,7 @@ def service_env(database_url: str, target_url: str, **extra: str) -> dict[str, s
         ARCO_FLOW_CALLBACK_BASE_URL=CALLBACK_BASE_URL,
         ARCO_FLOW_WORKER_DISPATCH_SECRET=DISPATCH_SECRET,
         ARCO_FLOW_TASK_TOKEN_SECRET=TOKEN_SECRET,
+        ARCO_FLOW_RUN_TOKEN=RUN_TOKEN,
         ARCO_FLOW_TASK_TOKEN_ISSUER=TOKEN_ISSUER,
         ARCO_FLOW_TASK_TOKEN_AUDIENCE=TOKEN_AUDIENCE,
     )

@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from arco_dispatch.memory_provider import MemoryProvider
 from arco_dispatch.testing import (
     CANONICAL_ENVELOPE_KEYS,
+    DISPATCH_SECRET,
+    RUN_TOKEN,
     SCOPE,
     FakeClock,
     RecordingWorker,
@@ -43,12 +45,16 @@ SUMMARY_KEYS = {
     "errors",
 }
 
+RUN_HEADERS = {"Authorization": f"Bearer {RUN_TOKEN}"}
+
 
 def client(database: Database, clock: FakeClock, **overrides: Any) -> TestClient:
     overrides.setdefault("dispatch_loop", False)
     provider = None if "dispatch_provider" in overrides else MemoryProvider()
     settings = DispatcherSettings(**settings_values(**overrides))
-    return TestClient(create_app(settings, database, provider=provider, clock=clock))
+    return TestClient(
+        create_app(settings, database, provider=provider, clock=clock), headers=RUN_HEADERS
+    )
 
 
 def test_health_ready_and_metrics(database: Database, clock: FakeClock) -> None:
@@ -129,7 +135,50 @@ def test_a_run_reaches_the_worker_through_the_http_push_queue(
         metrics = http.get("/metrics").text
     [request] = worker.requests()
     assert list(json.loads(request.body)) == CANONICAL_ENVELOPE_KEYS
-    assert request.headers["x-arco-dispatch-secret"] == "dispatch-secret"
+    assert request.headers["x-arco-dispatch-secret"] == DISPATCH_SECRET
     assert "authorization" not in request.headers
     assert outbox_rows(database)[0].delivery_state == DeliveryState.DELIVERED
     assert 'arco_dispatcher_deliveries_total{outcome="delivered"} 1.0' in metrics
+
+
+def test_run_requires_the_run_token_in_constant_time(database: Database, clock: FakeClock) -> None:
+    """Issue 15 finding 4: with ARCO_FLOW_RUN_TOKEN set, POST /run without it, with another
+    token or another scheme is 401 and runs nothing; health and metrics stay open (they are
+    not published outside the compose network)."""
+    trigger(database, "run1", [planned("extract")])
+    settings = DispatcherSettings(**settings_values(dispatch_loop=False))
+    app = create_app(settings, database, provider=MemoryProvider(), clock=clock)
+    with TestClient(app) as http:
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": f"Basic {RUN_TOKEN}"},
+            {"Authorization": f"Bearer {RUN_TOKEN}x"},
+        ):
+            response = http.post("/run", headers=headers)
+            assert response.status_code == 401, headers
+            assert response.json()["error"] == "unauthorized"
+            assert response.headers["www-authenticate"] == "Bearer"
+        assert [t.state for t in planned_tasks(database)] == ["READY"]
+        assert http.get("/metrics").status_code == 200
+        assert http.post("/run", headers=RUN_HEADERS).status_code == 200
+    assert [t.state for t in planned_tasks(database)] == ["DISPATCHED"]
+
+
+def test_run_is_open_in_the_dev_posture_without_a_token(
+    database: Database, clock: FakeClock
+) -> None:
+    settings = DispatcherSettings(
+        **settings_values(dispatch_loop=False, run_token="", environment="dev")
+    )
+    assert settings.problems() == []
+    app = create_app(settings, database, provider=MemoryProvider(), clock=clock)
+    with TestClient(app) as http:
+        assert http.post("/run").status_code == 200
+
+
+def planned_tasks(database: Database) -> list[Task]:
+    with database.transaction() as session:
+        rows = list(session.query(Task).all())
+        session.expunge_all()
+        return rows

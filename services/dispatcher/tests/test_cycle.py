@@ -15,6 +15,7 @@ from arco_dispatch.memory_provider import MemoryProvider
 from arco_dispatch.summary import CycleError
 from arco_dispatch.testing import (
     CANONICAL_ENVELOPE_KEYS,
+    DISPATCH_SECRET,
     SCOPE,
     T0,
     FakeClock,
@@ -304,5 +305,5 @@ def test_every_adapter_sends_the_same_canonical_body_and_headers(
         assert WorkerDispatchEnvelope.from_json(body).to_json().encode() == body
         assert headers == {
             "Content-Type": "application/json",
-            "X-Arco-Dispatch-Secret": "dispatch-secret",
+            "X-Arco-Dispatch-Secret": DISPATCH_SECRET,
         }

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from arco_dispatch.adapters import make_sender
 from arco_dispatch.memory_provider import MemoryProvider
 from arco_dispatch.testing import (
+    RUN_TOKEN,
     SCOPE,
     T0,
     FakeClock,
@@ -39,11 +40,15 @@ UPSTREAM_KEYS = {
     "errors",
 }
 
+RUN_HEADERS = {"Authorization": f"Bearer {RUN_TOKEN}"}
+
 
 def client(database: Database, clock: FakeClock, **overrides: Any) -> TestClient:
     overrides.setdefault("sweep_loop", False)
     settings = SweeperSettings(**settings_values(**overrides))
-    return TestClient(create_app(settings, database, provider=MemoryProvider(), clock=clock))
+    return TestClient(
+        create_app(settings, database, provider=MemoryProvider(), clock=clock), headers=RUN_HEADERS
+    )
 
 
 def test_health_ready_and_metrics(database: Database, clock: FakeClock) -> None:
@@ -111,7 +116,7 @@ def test_run_answers_500_with_the_summary_when_an_item_failed(
     settings = SweeperSettings(**settings_values(sweep_loop=False))
     queue = MemoryProvider(capacity=0)
     app = create_app(settings, database, provider=queue, clock=clock)
-    with TestClient(app) as http:
+    with TestClient(app, headers=RUN_HEADERS) as http:
         response = http.post("/run")
     assert response.status_code == 500
     body = response.json()

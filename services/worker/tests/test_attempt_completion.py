@@ -4,6 +4,7 @@ silently."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -180,7 +181,93 @@ def test_final_completed_rejection_is_not_retried_but_logged(
     worker = Worker()
     worker.add("test.ok", lambda ctx: None)
     api.script("completed", answer)
-    with structlog.testing.capture_logs() as logs:
-        _run_one(api, worker, "test.ok")
-    assert len(api.requests("completed")) == 1
+    with structlog.testing.capture_logs() as logs, running_worker(worker, api) as running:
+        assert running.dispatch(make_envelope(api.base_url)).status_code == 202
+        running.wait_idle()
+    # The rejected report is never re-sent (a refused success is followed by one FAILED
+    # report: see test_a_refused_success_is_reported_failed_not_retryable).
+    outcomes = [r.body["outcome"] for r in api.requests("completed")]
+    assert outcomes[0] == "SUCCEEDED"
+    assert outcomes.count("SUCCEEDED") == 1
     assert event in {e["event"] for e in logs}
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_refused_success_is_reported_failed_not_retryable(
+    api: FakeCallbackApi, status: int
+) -> None:
+    """Issue 15 finding 5: when the API refuses a SUCCEEDED report as invalid, the worker
+    reports the attempt FAILED (not retryable) with the refusal's message, so the task ends
+    now instead of waiting RUNNING for the sweeper to retry work that had succeeded."""
+    refusal = "invalid_argument: a value is too long or out of range for its field"
+    api.script("completed", Scripted(status, error_body("invalid_argument", refusal)))
+    worker = Worker()
+    worker.add("test.ok", lambda ctx: TaskOutput(materialization_id="m-1", row_count=3))
+    with running_worker(worker, api) as running:
+        assert running.dispatch(make_envelope(api.base_url)).status_code == 202
+        running.wait_idle()
+    first, second = (r.body for r in api.requests("completed"))
+    assert first["outcome"] == "SUCCEEDED"
+    assert second["outcome"] == "FAILED"
+    assert "output" not in second
+    assert second["error"]["category"] == "USER_CODE"
+    assert second["error"]["retryable"] is False
+    assert refusal in second["error"]["message"]
+    assert (second["attempt"], second["attemptId"]) == (first["attempt"], first["attemptId"])
+
+
+def test_a_refused_failure_is_not_reported_again(api: FakeCallbackApi) -> None:
+    api.script("completed", Scripted(400, error_body("invalid_argument")))
+    worker = Worker()
+
+    @worker.task("test.fails")
+    def fails(ctx: TaskContext) -> None:
+        raise TaskFailure("no", retryable=True)
+
+    with running_worker(worker, api) as running:
+        assert running.dispatch(make_envelope(api.base_url, "test.fails")).status_code == 202
+        running.wait_idle()
+    assert [r.body["outcome"] for r in api.requests("completed")] == ["FAILED"]
+
+
+def test_an_output_key_longer_than_its_column_is_a_handler_failure(api: FakeCallbackApi) -> None:
+    """The wire model holds the column's limit (512), so the worker sees it before the API."""
+    worker = Worker()
+    worker.add("test.long", lambda ctx: {"materializationId": "m" * 600})
+    body = _run_one(api, worker, "test.long")
+    assert body["outcome"] == "FAILED"
+    assert body["error"]["retryable"] is False
+    assert (
+        "materializationId" in body["error"]["message"]
+        or "materialization_id" in (body["error"]["message"])
+    )
+
+
+def _keys(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield key
+            yield from _keys(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _keys(inner)
+
+
+def test_every_callback_body_is_camel_case(api: FakeCallbackApi) -> None:
+    """arco-contract 5.1 (issue 15 item 11): callback bodies are camelCase only upstream, so
+    the worker never sends a snake_case key (partialProgress is the task's own document)."""
+    worker = Worker()
+
+    @worker.task("test.fails")
+    def fails(ctx: TaskContext) -> None:
+        ctx.report_progress(10, "half", phase="load")
+        raise TaskFailure("no", retryable=False)
+
+    worker.add("test.ok", lambda ctx: TaskOutput(materialization_id="m", delta_table="t"))
+    with running_worker(worker, api) as running:
+        for key in ("test.ok", "test.fails"):
+            assert running.dispatch(make_envelope(api.base_url, key)).status_code == 202
+        running.wait_idle()
+    bodies = [r.body for r in api.requests()]
+    assert {r.phase for r in api.requests()} >= {"started", "completed"}
+    assert [key for body in bodies for key in _keys(body) if "_" in key] == []

@@ -9,6 +9,8 @@ from services.worker.tests.worker_test_support import worker_env
 from arco_worker import RegistrationError, cli
 from arco_worker.settings import SettingsError, load_settings
 
+LONG = "dispatch-secret-0123456789abcdef0123"
+
 ENV_NAMES = (
     "ARCO_FLOW_WORKER_DISPATCH_SECRET",
     "ARCO_FLOW_TENANT_ID",
@@ -22,25 +24,28 @@ ENV_NAMES = (
     "ARCO_WORKER_SAMPLE_TASKS",
     "ARCO_WORKER_ID",
     "ARCO_LOG_LEVEL",
+    "ARCO_ENVIRONMENT",
+    "ARCO_WORKER_MAX_BODY_BYTES",
 )
 
 
 def test_defaults() -> None:
     settings = load_settings(
         {
-            "ARCO_FLOW_WORKER_DISPATCH_SECRET": " s ",
+            "ARCO_FLOW_WORKER_DISPATCH_SECRET": f" {LONG} ",
             "ARCO_FLOW_TENANT_ID": "t",
             "ARCO_FLOW_WORKSPACE_ID": "w",
         }
     )
-    assert settings.dispatch_secret_value == "s"
+    assert settings.dispatch_secret_value == LONG
+    assert settings.max_body_bytes == 1024 * 1024
     assert settings.http_host == "127.0.0.1"
     assert settings.http_port == 8090
     assert settings.api_url is None
     assert settings.concurrency >= 1
     assert settings.sample_tasks is False
     assert settings.worker_id.startswith("arco-worker-")
-    assert "s" not in repr(settings.dispatch_secret)
+    assert LONG not in repr(settings)
 
 
 def test_every_variable_is_read() -> None:
@@ -121,3 +126,29 @@ def test_worker_spec_is_loaded() -> None:
     for spec in ("arco_worker.samples", "arco_worker.samples:nope", ":x"):
         with pytest.raises(RegistrationError):
             cli.load_worker(spec)
+
+
+def test_a_short_secret_is_refused_outside_dev_and_warned_in_dev(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 finding 3 for the worker: the dispatch secret needs 32 bytes outside the dev
+    posture (an unset ARCO_ENVIRONMENT is not dev); ARCO_ENVIRONMENT=dev only warns."""
+    env = worker_env("http://api.example", ARCO_FLOW_WORKER_DISPATCH_SECRET="short")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    assert caught.value.problems == [
+        "ARCO_FLOW_WORKER_DISPATCH_SECRET is 5 bytes; it must be at least 32 bytes outside the "
+        "dev posture (ARCO_ENVIRONMENT=dev) (e.g. openssl rand -hex 32)"
+    ]
+    dev = load_settings({**env, "ARCO_ENVIRONMENT": "dev"})
+    assert dev.warnings() == caught.value.problems
+    for name, value in {
+        **env,
+        "ARCO_ENVIRONMENT": "prod",
+        "ARCO_WORKER_SAMPLE_TASKS": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main([]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "refusing to start" in err
+    assert "  - ARCO_FLOW_WORKER_DISPATCH_SECRET is 5 bytes" in err

@@ -38,7 +38,7 @@ from arco_worker.registry import Worker
 from arco_worker.service import ServiceOptions, WorkerService
 from arco_worker.settings import WorkerSettings, load_settings
 
-SECRET = "s3cret-dispatch"
+SECRET = "s3cret-dispatch-0123456789abcdef0123"
 TENANT = "tenant-a"
 WORKSPACE = "workspace-b"
 DEFAULT_TIMEOUT = 10.0

@@ -6,15 +6,16 @@ from __future__ import annotations
 import pytest
 
 from arco_dispatch.settings import FlowSettings, ProviderName, load_settings
-from arco_dispatch.testing import flow_settings
+from arco_dispatch.testing import DISPATCH_SECRET, RUN_TOKEN, TOKEN_SECRET, flow_settings
 
 ENV = {
     "ARCO_TENANT_ID": "tenant-a",
     "ARCO_WORKSPACE_ID": "workspace-b",
     "ARCO_FLOW_DISPATCH_TARGET_URL": "https://worker.example/dispatch",
     "ARCO_FLOW_CALLBACK_BASE_URL": "https://api.example",
-    "ARCO_FLOW_WORKER_DISPATCH_SECRET": "dispatch-secret",
-    "ARCO_FLOW_TASK_TOKEN_SECRET": "task-secret",
+    "ARCO_FLOW_WORKER_DISPATCH_SECRET": DISPATCH_SECRET,
+    "ARCO_FLOW_TASK_TOKEN_SECRET": TOKEN_SECRET,
+    "ARCO_FLOW_RUN_TOKEN": RUN_TOKEN,
     "ARCO_FLOW_TASK_TOKEN_ISSUER": "https://issuer.task",
     "ARCO_FLOW_TASK_TOKEN_AUDIENCE": "arco-worker-callback",
 }
@@ -68,6 +69,8 @@ def test_every_missing_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None
         "ARCO_FLOW_DISPATCH_TARGET_URL is required",
         "ARCO_FLOW_CALLBACK_BASE_URL is required",
         "ARCO_FLOW_WORKER_DISPATCH_SECRET must not be empty",
+        "ARCO_FLOW_RUN_TOKEN is required outside the dev posture (ARCO_ENVIRONMENT=dev): the "
+        "bearer token of POST /run, at least 32 bytes",
         "missing ARCO_FLOW_TASK_TOKEN_SECRET",
         "ARCO_FLOW_TASK_TOKEN_ISSUER is required (it must match the API)",
         "ARCO_FLOW_TASK_TOKEN_AUDIENCE is required (it must match the API)",
@@ -156,8 +159,43 @@ def test_cloudtasks_needs_its_queue_path_and_a_deadline_cloud_tasks_accepts() ->
 def test_token_config_carries_the_flow_token_settings() -> None:
     config = flow_settings(task_token_ttl_secs=2400).task_token_config()
     assert (config.secret, config.issuer, config.audience, config.ttl_seconds) == (
-        "task-secret",
+        TOKEN_SECRET,
         "https://issuer.task",
         "arco-worker-callback",
         2400,
+    )
+
+
+def test_secrets_are_secret_str_and_never_shown(env: pytest.MonkeyPatch) -> None:
+    """Issue 10: secrets are SecretStr; repr and problems never show a value."""
+    settings, _ = load_settings(FlowSettings)
+    assert settings is not None
+    for value in (DISPATCH_SECRET, TOKEN_SECRET, RUN_TOKEN):
+        assert value not in repr(settings)
+    assert settings.dispatch_secret == DISPATCH_SECRET
+
+
+def test_short_or_shared_secrets_are_refused_outside_dev(env: pytest.MonkeyPatch) -> None:
+    """Issue 15 finding 3: under 32 bytes or one value in two roles is named per variable."""
+    env.setenv("ARCO_FLOW_RUN_TOKEN", "short")
+    env.setenv("ARCO_FLOW_WORKER_DISPATCH_SECRET", TOKEN_SECRET)
+    _, problems = load_settings(FlowSettings)
+    assert problems == [
+        "ARCO_FLOW_RUN_TOKEN is 5 bytes; it must be at least 32 bytes outside the dev posture "
+        "(ARCO_ENVIRONMENT=dev) (e.g. openssl rand -hex 32)",
+        "ARCO_FLOW_TASK_TOKEN_SECRET and ARCO_FLOW_WORKER_DISPATCH_SECRET must not be equal: "
+        "give each its own secret",
+    ]
+    env.setenv("ARCO_ENVIRONMENT", "dev")
+    env.delenv("ARCO_FLOW_RUN_TOKEN")
+    settings, problems = load_settings(FlowSettings)
+    assert problems == []
+    assert settings is not None
+    assert settings.warnings() == [problems_equal_line()]
+
+
+def problems_equal_line() -> str:
+    return (
+        "ARCO_FLOW_TASK_TOKEN_SECRET and ARCO_FLOW_WORKER_DISPATCH_SECRET must not be equal: "
+        "give each its own secret"
     )

@@ -633,13 +633,24 @@ def test_responses_ignore_unknown_fields(
     assert parsed.to_dict() == body
 
 
-def test_response_server_time_keeps_nanoseconds_truncated_to_microseconds() -> None:
+def test_response_server_time_keeps_nanoseconds() -> None:
+    """arco-contract 2.4 (issue 15 finding 12): 9 fractional digits read are written back."""
     response = TaskStartedResponse.from_json(
         '{"acknowledged":true,"serverTime":"2026-01-01T00:00:01.123456789Z"}'
     )
     assert response.to_json() == (
-        '{"acknowledged":true,"serverTime":"2026-01-01T00:00:01.123456Z"}'
+        '{"acknowledged":true,"serverTime":"2026-01-01T00:00:01.123456789Z"}'
     )
+
+
+def test_completed_body_keeps_nanoseconds_end_to_end() -> None:
+    body = TaskCompletedRequest.from_json(
+        '{"attempt":1,"attemptId":"a","workerId":"w","outcome":"SUCCEEDED",'
+        '"completedAt":"2026-03-04T05:06:07.123456789Z",'
+        '"output":{"publishedAt":"2026-03-04T05:06:07.000000001Z"}}'
+    )
+    assert body.to_dict()["completedAt"] == "2026-03-04T05:06:07.123456789Z"
+    assert body.to_dict()["output"]["publishedAt"] == "2026-03-04T05:06:07.000000001Z"
 
 
 @pytest.mark.parametrize("final_state", ["SUCCEEDED", "FAILED", "CANCELLED"])

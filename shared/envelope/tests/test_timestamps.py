@@ -1,9 +1,11 @@
 """Wire timestamps (arco-contract section 2.4): relaxed RFC 3339 reading with a mandatory
-offset, normalised to UTC; writing in UTC with ``Z`` and 0, 3 or 6 fractional digits."""
+offset, normalised to UTC; writing in UTC with ``Z`` and 0, 3, 6 or 9 fractional digits."""
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -45,9 +47,31 @@ def test_parse_timestamp_accepts_relaxed_rfc3339_and_normalises_to_utc(
     assert parsed.tzinfo is UTC
 
 
-def test_parse_timestamp_truncates_digits_beyond_microseconds() -> None:
-    # Python datetimes hold microseconds; nanoseconds (which upstream's serverTime usually
-    # carries) are truncated, never rounded up into the next microsecond.
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("2026-03-04T05:06:07.123456789Z", "2026-03-04T05:06:07.123456789Z"),
+        ("2026-03-04T05:06:07.000000001Z", "2026-03-04T05:06:07.000000001Z"),
+        ("2026-03-04T05:06:07.1234567Z", "2026-03-04T05:06:07.123456700Z"),
+        ("2026-03-04T05:06:07.123456000Z", "2026-03-04T05:06:07.123456Z"),
+        ("2026-03-04T05:06:07.120000000Z", "2026-03-04T05:06:07.120Z"),
+        ("2026-03-04T05:06:07.000000000Z", "2026-03-04T05:06:07Z"),
+        ("2026-03-04T07:06:07.999999999+02:00", "2026-03-04T05:06:07.999999999Z"),
+        ("2026-03-04T05:06:07.1234567891234Z", "2026-03-04T05:06:07.123456789Z"),
+    ],
+)
+def test_nanoseconds_are_kept_and_written_with_3_6_or_9_digits(text: str, written: str) -> None:
+    """arco-contract 2.4 (issue 15 finding 12): the fewest of 3, 6 or 9 digits that are exact;
+    nanoseconds survive parse, copy, pickle and write."""
+    parsed = parse_timestamp(text)
+    assert format_timestamp(parsed) == written
+    assert format_timestamp(copy.deepcopy(parsed)) == written
+    assert format_timestamp(pickle.loads(pickle.dumps(parsed))) == written  # noqa: S301
+
+
+def test_parse_timestamp_compares_at_microseconds() -> None:
+    # Arithmetic and comparison are those of datetime: nanoseconds (which upstream's
+    # serverTime usually carries) count only when written, never rounded into a microsecond.
     assert parse_timestamp("2026-01-01T00:00:00.123456789Z") == MIDNIGHT + timedelta(
         microseconds=123456
     )

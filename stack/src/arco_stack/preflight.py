@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from arco_envelope import DISPATCH_SECRET_HEADER, WorkerDispatchEnvelope, callback_task_id
+from arco_envelope.secret_strength import weak_secret_problems
 from arco_stack.verification import CANONICAL_ENVELOPE_KEYS, Check
 
 API_REQUIRED = (
@@ -79,6 +80,25 @@ def config_checks(env: Mapping[str, str]) -> list[Check]:
             "api and dispatcher share one token secret (compared by digest)",
             bool(api_secret) and _digest(api_secret) == _digest(flow_secret),
             "secrets not printed",
+        )
+    )
+    # The API shares the task-token secret with the dispatcher on purpose: compare the others.
+    weak = weak_secret_problems(
+        [
+            (name, env.get(name, ""))
+            for name in (
+                "ARCO_JWT_SECRET",
+                "ARCO_TASK_TOKEN_SECRET",
+                "ARCO_FLOW_WORKER_DISPATCH_SECRET",
+                "ARCO_FLOW_RUN_TOKEN",
+            )
+        ]
+    )
+    checks.append(
+        Check(
+            "secrets are at least 32 bytes and distinct (required outside the dev posture)",
+            not weak,
+            "; ".join(weak) or "secrets not printed",
         )
     )
     ttl = _int(env, "ARCO_FLOW_TASK_TOKEN_TTL_SECS", DEFAULT_TTL)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from arco_api import (
     callback_routes,
@@ -23,10 +25,24 @@ from arco_api import (
 from arco_api.auth import UserAuthenticator
 from arco_api.context import ApiContext, utc_now
 from arco_api.errors import ApiError
+from arco_api.http_io import MAX_JSON_DEPTH
 from arco_api.metrics import ApiMetrics
 from arco_api.middleware import RequestContextMiddleware
 from arco_api.settings import ApiSettings
 from arco_orchestration.db import Database
+
+log = structlog.get_logger("arco_api.http")
+
+# nginx's "client closed request": what the metrics record for a request whose client hung
+# up before the answer (nobody receives the response, so the status is only a label).
+CLIENT_CLOSED_REQUEST = 499
+
+DESCRIPTION = f"""The arco run API, worker callbacks, logs and manifests.
+
+Every JSON request body (manifests, triggers, callbacks, logs) may nest arrays and objects at
+most {MAX_JSON_DEPTH} levels deep; a deeper body is refused with 400 before anything reads it:
+`{{"error": "invalid_json", ...}}` on worker callbacks, `{{"code": "BAD_REQUEST", ...}}` on user
+routes, like any other body that is not JSON."""
 
 _STATUS_CODES = {
     400: "BAD_REQUEST",
@@ -54,7 +70,9 @@ def create_app(
     database = db or Database.from_url(settings.database_url or None)
     metrics = ApiMetrics()
     # Paths are exact (arco-contract 4): a trailing slash is 404, never a redirect.
-    app = FastAPI(title="arco-api", version="0.1.0", redirect_slashes=False)
+    app = FastAPI(
+        title="arco-api", version="0.1.0", description=DESCRIPTION, redirect_slashes=False
+    )
     app.state.arco = ApiContext(
         settings=settings,
         db=database,
@@ -101,6 +119,14 @@ def create_app(
         if request_id := _request_id(request):
             body["requestId"] = request_id
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client hung up while sending its body: not a server fault, and no one will read
+        # an answer. Nothing was stored (bodies are read before any transaction).
+        route = getattr(request.scope.get("route"), "path", None)
+        log.info("client_disconnected", method=request.method, route=route)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(OperationalError)
     async def _database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:

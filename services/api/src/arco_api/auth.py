@@ -69,8 +69,8 @@ class UserAuthenticator:
         settings = self._settings
         if self._public_key:
             key, algorithms = self._public_key, ["RS256"]
-        elif settings.jwt_secret:
-            key, algorithms = settings.jwt_secret, ["HS256"]
+        elif settings.jwt_secret.get_secret_value():
+            key, algorithms = settings.jwt_secret.get_secret_value(), ["HS256"]
         else:
             raise unauthorized("user authentication is not configured")
         options = {"require": ["exp"], "verify_aud": bool(settings.jwt_audience)}

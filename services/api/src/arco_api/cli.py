@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 2
+    for warning in settings.warnings():
+        print(f"arco-api: warning (accepted only in the dev posture): {warning}", file=sys.stderr)
     db = Database.from_url(settings.database_url or None)
     try:
         require_current_schema(db.engine)

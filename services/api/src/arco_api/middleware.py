@@ -3,6 +3,7 @@ it adds little to the hot callback path)."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import structlog
@@ -13,6 +14,28 @@ from arco_api.metrics import ApiMetrics
 
 log = structlog.get_logger("arco_api.http")
 REQUEST_ID_HEADER = b"x-request-id"
+# A client's X-Request-Id is kept only when short and plain; anything else (long, spaces,
+# control or non-ASCII characters) is replaced with a fresh id so logs and headers stay clean.
+_PLAIN_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Metric labels come from a closed set: any other method counts as OTHER, an unmatched path
+# as "unmatched", so a client cannot grow the histogram with made-up values.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+UNMATCHED_ROUTE = "unmatched"
+
+
+def request_id_of(given: bytes | None) -> str:
+    """The client's request id when it is plain enough to echo and log, else a fresh ULID."""
+    if given is not None:
+        text = given.decode("latin-1")
+        if _PLAIN_REQUEST_ID.fullmatch(text):
+            return text
+    return str(ULID())
+
+
+def method_label(method: str) -> str:
+    """``method`` when it is a standard HTTP method, else ``OTHER``."""
+    return method if method in KNOWN_METHODS else OTHER_METHOD
 
 
 class RequestContextMiddleware:
@@ -24,12 +47,10 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = ""
-        for name, value in scope.get("headers", []):
-            if name == REQUEST_ID_HEADER:
-                request_id = value.decode("latin-1").strip()
-                break
-        request_id = request_id or str(ULID())
+        given = next(
+            (value for name, value in scope.get("headers", []) if name == REQUEST_ID_HEADER), None
+        )
+        request_id = request_id_of(given)
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -49,16 +70,18 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            # The route's template (``/api/v1/tasks/{task_id}/started``), never the raw path.
+            path = getattr(route, "path", UNMATCHED_ROUTE)
+            method = method_label(scope["method"])
             elapsed = time.perf_counter() - started
-            self.metrics.requests.labels(
-                method=scope["method"], route=path, status=str(status)
-            ).observe(elapsed)
+            self.metrics.requests.labels(method=method, route=path, status=str(status)).observe(
+                elapsed
+            )
             # No access log on the hot path, but every server error leaves a line behind.
             if status >= 500:
                 log.error(
                     "server_error",
-                    method=scope["method"],
+                    method=method,
                     route=path,
                     path=scope.get("path"),
                     status=status,

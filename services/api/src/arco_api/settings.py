@@ -7,10 +7,11 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from arco_envelope import MIN_HEARTBEAT_TIMEOUT_SECS
+from arco_envelope.secret_strength import weak_secret_problems
 from arco_envelope.tokens import MAX_TASK_TOKEN_TTL_SECONDS, TaskTokenConfig
 from arco_orchestration.states import RETRY_BACKOFF_BASE
 
@@ -35,7 +36,8 @@ class ApiSettings(BaseSettings):
     debug: bool = False
     code_version: str = ""
 
-    jwt_secret: str = ""
+    # Secrets are SecretStr so that no repr, log line or validation error shows them.
+    jwt_secret: SecretStr = SecretStr("")
     jwt_public_key_pem: str = ""
     jwt_public_key_path: str = ""
     jwt_issuer: str = ""
@@ -44,12 +46,12 @@ class ApiSettings(BaseSettings):
     jwt_workspace_claim: str = "workspace"
     jwt_user_claim: str = "sub"
 
-    task_token_secret: str = ""
+    task_token_secret: SecretStr = SecretStr("")
     task_token_issuer: str = ""
     task_token_audience: str = ""
     task_token_ttl_secs: int = 3600
     # Design D8: comma-separated secrets still accepted during a rotation.
-    task_token_previous_secrets: str = ""
+    task_token_previous_secrets: SecretStr = SecretStr("")
 
     # Heartbeat timeout planned for every task (upstream: 300 s, floor 30 s). Tests and demos
     # shorten it so the sweeper reaps a silent worker quickly.
@@ -60,6 +62,12 @@ class ApiSettings(BaseSettings):
 
     callback_body_limit: int = Field(default=CALLBACK_BODY_LIMIT)
     manifest_body_limit: int = Field(default=MANIFEST_BODY_LIMIT)
+
+    @field_validator("jwt_secret", "task_token_secret", "task_token_previous_secrets")
+    @classmethod
+    def _strip_secret(cls, value: SecretStr) -> SecretStr:
+        # str_strip_whitespace does not reach SecretStr: trim as for every other value.
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("environment")
     @classmethod
@@ -82,15 +90,28 @@ class ApiSettings(BaseSettings):
         return self.debug and self.posture is Posture.DEV
 
     def task_token_config(self) -> TaskTokenConfig:
+        previous = self.task_token_previous_secrets.get_secret_value()
         return TaskTokenConfig(
-            secret=self.task_token_secret,
+            secret=self.task_token_secret.get_secret_value(),
             issuer=self.task_token_issuer or None,
             audience=self.task_token_audience or None,
             ttl_seconds=self.task_token_ttl_secs,
-            previous_secrets=tuple(
-                s for s in self.task_token_previous_secrets.split(",") if s.strip()
-            ),
+            previous_secrets=tuple(s for s in previous.split(",") if s.strip()),
         )
+
+    def secret_weaknesses(self) -> list[str]:
+        """Secrets too short to resist brute force, or one secret used twice: refusals
+        outside the dev posture, warnings in it."""
+        return weak_secret_problems(
+            [
+                ("ARCO_JWT_SECRET", self.jwt_secret.get_secret_value()),
+                ("ARCO_TASK_TOKEN_SECRET", self.task_token_secret.get_secret_value()),
+            ]
+        )
+
+    def warnings(self) -> list[str]:
+        """What the dev posture tolerates but a deployment would refuse."""
+        return self.secret_weaknesses() if self.posture is Posture.DEV else []
 
     @property
     def retry_backoff_base(self) -> timedelta:
@@ -134,7 +155,13 @@ class ApiSettings(BaseSettings):
                     found.append(
                         "task_token.audience is required outside dev (ARCO_TASK_TOKEN_AUDIENCE)"
                     )
-            if not self.jwt_secret and not self.jwt_public_key_pem and not self.jwt_public_key_path:
+            if self.posture is not Posture.DEV:
+                found.extend(self.secret_weaknesses())
+            if (
+                not self.jwt_secret.get_secret_value()
+                and not self.jwt_public_key_pem
+                and not self.jwt_public_key_path
+            ):
                 found.append(
                     "user authentication needs ARCO_JWT_SECRET or ARCO_JWT_PUBLIC_KEY_PEM/_PATH "
                     "when ARCO_DEBUG is not true"

@@ -75,4 +75,6 @@ async def metrics(request: Request) -> Response:
             context.metrics.tasks_by_state.labels(state=state.value).set(counts.get(state, 0))
 
     await run_in_threadpool(refresh)
-    return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    # Rendering walks every series: off the event loop, so a scrape never stalls requests.
+    text = await run_in_threadpool(generate_latest, context.metrics.registry)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -69,7 +69,7 @@ def build_dispatcher(
             settings.scope,
             make_envelopes(settings),
             target=settings.dispatch_target_url,
-            headers=dispatch_headers(settings.worker_dispatch_secret),
+            headers=dispatch_headers(settings.dispatch_secret),
             policy=DeliveryPolicy.from_settings(settings, poll=pause),
             clock=clock,
             observe=observe,
@@ -128,6 +128,7 @@ def create_app(
         runner=dispatcher.runner,
         metrics=dispatcher.metrics,
         lifespan=lifespan,
+        run_token=settings.run_token.get_secret_value(),
     )
     app.state.dispatcher = dispatcher
     return app

@@ -86,6 +86,7 @@ def create_app(
         runner=service.runner,
         metrics=service.metrics,
         lifespan=lifespan,
+        run_token=settings.run_token.get_secret_value(),
     )
     app.state.sweeper = service
     return app

@@ -16,6 +16,26 @@ from arco_worker.service import RETRY_AFTER_SHUTTING_DOWN, ServiceOptions, Worke
 from arco_worker.settings import WorkerSettings
 
 
+class BodyTooLargeError(Exception):
+    """A /dispatch body over ``ARCO_WORKER_MAX_BODY_BYTES``."""
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused before reading when Content-Length is over ``limit`` and as soon as
+    a body without one (chunked) grows past it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def create_app(
     settings: WorkerSettings,
     worker: Worker,
@@ -30,6 +50,7 @@ def create_app(
     """
     service = WorkerService(settings, worker, options=options, http=http)
     secret = settings.dispatch_secret_value
+    limit = settings.max_body_bytes
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -63,7 +84,15 @@ def create_app(
                 headers={"Retry-After": str(RETRY_AFTER_SHUTTING_DOWN)},
             )
         try:
-            envelope = parse_envelope(await request.body())
+            envelope = parse_envelope(await read_limited(request, limit))
+        except BodyTooLargeError:
+            return JSONResponse(
+                {
+                    "error": "payload_too_large",
+                    "message": f"dispatch body exceeds {limit} bytes (ARCO_WORKER_MAX_BODY_BYTES)",
+                },
+                status_code=413,
+            )
         except InvalidDispatchError as exc:
             return JSONResponse(exc.body, status_code=400)
         admission = await service.dispatch(envelope)

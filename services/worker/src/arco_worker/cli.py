@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -30,6 +31,9 @@ from arco_worker.settings import SettingsError, WorkerSettings, load_settings
 log = structlog.get_logger(__name__)
 
 EXIT_CONFIG = 2
+# A second signal this soon after the first is the same request delivered twice (a wrapper
+# such as `uv run`, npm or a shell forwards the signal its process group also received).
+REPEATED_SIGNAL_WINDOW_SECS = 1.0
 
 
 class GracefulServer(uvicorn.Server):
@@ -37,7 +41,8 @@ class GracefulServer(uvicorn.Server):
 
     uvicorn alone would close the listening socket at once. Here the socket stays open and
     new dispatches get 503 while running handlers get the shutdown grace; then the rest are
-    reported FAILED and the server exits. A second signal exits immediately.
+    reported FAILED and the server exits. A second signal within
+    :data:`REPEATED_SIGNAL_WINDOW_SECS` of the first changes nothing; a later one exits at once.
     """
 
     def __init__(self, config: uvicorn.Config, service: WorkerService) -> None:
@@ -45,6 +50,7 @@ class GracefulServer(uvicorn.Server):
         self._service = service
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain: asyncio.Task[None] | None = None
+        self._first_signal_at: float | None = None
 
     async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
         """Serve until drained (see the class docstring)."""
@@ -52,13 +58,25 @@ class GracefulServer(uvicorn.Server):
         await super().serve(sockets)  # type: ignore[arg-type]
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """Signal handler: start draining on the first signal, force exit on the second."""
-        if self._loop is None or self._drain is not None or self.should_exit:
+        """Signal handler: start draining on the first signal; force the exit on a second one
+        that comes later than the repeat window."""
+        now = time.monotonic()
+        name = signal.Signals(sig).name
+        if self._loop is None:  # not serving yet: nothing to drain
             self.force_exit = True
             super().handle_exit(sig, frame)
             return
-        log.info("shutdown_signal", signal=signal.Signals(sig).name)
-        self._loop.call_soon_threadsafe(self._start_drain)
+        if self._first_signal_at is None:
+            self._first_signal_at = now
+            log.info("shutdown_signal", signal=name)
+            self._loop.call_soon_threadsafe(self._start_drain)
+            return
+        if now - self._first_signal_at < REPEATED_SIGNAL_WINDOW_SECS:
+            log.info("shutdown_signal_repeated", signal=name)
+            return
+        log.warning("shutdown_forced", signal=name)
+        self.force_exit = True
+        super().handle_exit(sig, frame)
 
     def _start_drain(self) -> None:
         if self._drain is None:
@@ -150,6 +168,10 @@ def run(
     except RegistrationError as exc:
         print(f"arco-worker: refusing to start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    for warning in settings.warnings():
+        print(
+            f"arco-worker: warning (accepted only in the dev posture): {warning}", file=sys.stderr
+        )
     configure_logging(settings.log_level)
     log.info(
         "worker_starting",

@@ -380,6 +380,22 @@ class AttemptExecution:
             ),
         )
 
+    def _refused_success_body(
+        self, refused: TaskCompletedRequest, exc: CallbackRejectedError
+    ) -> TaskCompletedRequest:
+        return refused.model_copy(
+            update={
+                "outcome": WorkerOutcome.FAILED,
+                "output": None,
+                "completed_at": self._clock(),
+                "error": TaskError(
+                    category=ErrorCategory.USER_CODE,
+                    message=f"the API refused the task's successful result: {exc.message}",
+                    retryable=False,
+                ),
+            }
+        )
+
     async def _complete(self, body: TaskCompletedRequest) -> None:
         """Send the one terminal report. Transient failures are retried until the token
         expires; whatever happens is logged, so a report is never dropped silently."""
@@ -390,14 +406,19 @@ class AttemptExecution:
         except CallbackRejectedError as exc:
             if exc.attempt_over:
                 self.log.info("completion_attempt_over", status=exc.status, error=exc.code)
-            else:
-                self.log.error(
-                    "completion_rejected",
-                    outcome=body.outcome.value,
-                    status=exc.status,
-                    error=exc.code,
-                    message=exc.message,
-                )
+                return
+            self.log.error(
+                "completion_rejected",
+                outcome=body.outcome.value,
+                status=exc.status,
+                error=exc.code,
+                message=exc.message,
+            )
+            if body.outcome is WorkerOutcome.SUCCEEDED and exc.status in (400, 422):
+                # The API refused what the handler produced (an output value it cannot hold,
+                # say). Left there, the task would stay RUNNING until the sweeper failed it
+                # for silence and retried work that had succeeded: end it now, truthfully.
+                await self._complete(self._refused_success_body(body, exc))
             return
         except CallbackUnavailableError as exc:
             self.log.error(

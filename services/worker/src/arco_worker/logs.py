@@ -19,6 +19,18 @@ def _drop_color_message(
     return event
 
 
+class _WithoutQueryString(logging.Filter):
+    """uvicorn's access lines without the query string: a secret put in a URL by mistake
+    (``?secret=...``) must not reach the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn.access: (client, method, path with query, http version, status)
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+        return True
+
+
 def configure_logging(level: str = "info") -> None:
     """Route structlog and the standard library to JSON lines on stdout at ``level``."""
     levelno = _LEVELS.get(level, logging.ERROR)
@@ -51,3 +63,6 @@ def configure_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(levelno)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _WithoutQueryString) for f in access.filters):
+        access.addFilter(_WithoutQueryString())

@@ -22,10 +22,15 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from arco_envelope.secret_strength import weak_secret_problems
+
 # Set only while load_settings() reads an explicit mapping instead of os.environ.
 _EXPLICIT_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar(
     "arco_worker_explicit_environ", default=None
 )
+
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
 def _default_worker_id() -> str:
@@ -44,6 +49,8 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
 
     dispatch_secret: SecretStr = Field(validation_alias="ARCO_FLOW_WORKER_DISPATCH_SECRET")
+    # Only ARCO_ENVIRONMENT=dev is the dev posture, where a weak secret only warns.
+    environment: str = Field(default="", validation_alias="ARCO_ENVIRONMENT")
     tenant_id: str = Field(validation_alias="ARCO_FLOW_TENANT_ID")
     workspace_id: str = Field(validation_alias="ARCO_FLOW_WORKSPACE_ID")
     # When set, every envelope's callbackBaseUrl must point at this API (arco-contract 3.2).
@@ -64,6 +71,10 @@ class WorkerSettings(BaseSettings):
         default=0.5, ge=0, validation_alias="ARCO_WORKER_FIRST_HEARTBEAT_SECS"
     )
     sample_tasks: bool = Field(default=False, validation_alias="ARCO_WORKER_SAMPLE_TASKS")
+    # The largest /dispatch body read (an envelope is a few KB; its payload is the task's).
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES, ge=1, validation_alias="ARCO_WORKER_MAX_BODY_BYTES"
+    )
     # Upload each attempt's stdout, stderr and log records to the API with its task token.
     upload_logs: bool = Field(default=True, validation_alias="ARCO_WORKER_UPLOAD_LOGS")
     worker_id: str = Field(default_factory=_default_worker_id, validation_alias="ARCO_WORKER_ID")
@@ -120,6 +131,25 @@ class WorkerSettings(BaseSettings):
         """The trimmed dispatch secret."""
         return self.dispatch_secret.get_secret_value()
 
+    @property
+    def dev_posture(self) -> bool:
+        """``ARCO_ENVIRONMENT=dev``: a weak dispatch secret only warns."""
+        return self.environment.strip().lower() == "dev"
+
+    def secret_weaknesses(self) -> list[str]:
+        """A dispatch secret too short to resist brute force."""
+        return weak_secret_problems(
+            [("ARCO_FLOW_WORKER_DISPATCH_SECRET", self.dispatch_secret_value)]
+        )
+
+    def problems(self) -> list[str]:
+        """What refuses the start beyond single values: weak secrets outside the dev posture."""
+        return [] if self.dev_posture else self.secret_weaknesses()
+
+    def warnings(self) -> list[str]:
+        """What the dev posture tolerates but a deployment would refuse."""
+        return self.secret_weaknesses() if self.dev_posture else []
+
 
 class _MappingSource(PydanticBaseSettingsSource):
     """Reads the environment variable names from a given mapping instead of ``os.environ``."""
@@ -167,7 +197,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
     """
     try:
         with _reading(environ):
-            return WorkerSettings()
+            settings = WorkerSettings()
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_input=False, include_url=False):
@@ -177,3 +207,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
                 message = "is required"
             problems.append(f"{name}: {message}")
         raise SettingsError(problems) from None
+    if problems := settings.problems():
+        raise SettingsError(problems)
+    return settings

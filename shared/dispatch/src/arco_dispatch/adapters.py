@@ -57,6 +57,6 @@ def make_sender(settings: FlowSettings, db: Database, provider: Provider) -> Sen
         provider=provider,
         envelopes=make_envelopes(settings),
         target=settings.dispatch_target_url,
-        headers=dispatch_headers(settings.worker_dispatch_secret),
+        headers=dispatch_headers(settings.dispatch_secret),
         deadline=settings.task_timeout,
     )

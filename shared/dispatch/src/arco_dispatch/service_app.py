@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from importlib.metadata import version
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,6 +24,14 @@ from arco_orchestration.states import TaskState
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
+def bearer_matches(request: Request, token: str) -> bool:
+    """Whether ``Authorization: Bearer <token>`` was sent, compared in constant time."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 def create_service_app(
     *,
     service: str,
@@ -30,8 +39,10 @@ def create_service_app(
     runner: CycleRunner[Any],
     metrics: ServiceMetrics,
     lifespan: Lifespan | None = None,
+    run_token: str = "",
 ) -> FastAPI:
-    """The app of service ``service`` (``dispatcher`` or ``sweeper``)."""
+    """The app of service ``service`` (``dispatcher`` or ``sweeper``). With ``run_token``
+    (``ARCO_FLOW_RUN_TOKEN``), ``POST /run`` requires it as a bearer token."""
     app = FastAPI(
         title=f"arco-{service}",
         lifespan=lifespan,
@@ -65,12 +76,24 @@ def create_service_app(
                 metrics.tasks_by_state.labels(state=state.value).set(counts.get(state, 0))
 
         await run_in_threadpool(refresh)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # Rendering walks every series: off the event loop, so a scrape never stalls a cycle.
+        text = await run_in_threadpool(generate_latest, metrics.registry)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/run")
-    async def run() -> JSONResponse:
+    async def run(request: Request) -> JSONResponse:
         """One full cycle: 200 with the summary, or 500 with the summary when an item
-        failed; a hard failure (no database, say) is 500 ``{"error": ...}``."""
+        failed; a hard failure (no database, say) is 500 ``{"error": ...}``. 401 without the
+        run token when one is configured."""
+        if run_token and not bearer_matches(request, run_token):
+            return JSONResponse(
+                {
+                    "error": "unauthorized",
+                    "message": "POST /run needs the ARCO_FLOW_RUN_TOKEN bearer",
+                },
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         try:
             summary = await runner.run_once()
         except Exception as exc:  # noqa: BLE001 - reported to the caller, as upstream does

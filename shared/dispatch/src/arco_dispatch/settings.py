@@ -11,9 +11,10 @@ from enum import StrEnum
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from arco_envelope.secret_strength import MIN_SECRET_BYTES, weak_secret_problems
 from arco_envelope.tokens import (
     MAX_TASK_TOKEN_TTL_SECONDS,
     TASK_TOKEN_CALLBACK_GRACE_SECONDS,
@@ -46,6 +47,9 @@ class FlowSettings(BaseSettings):
         extra="ignore", str_strip_whitespace=True, validate_by_name=True, validate_by_alias=True
     )
 
+    # Only ARCO_ENVIRONMENT=dev is the dev posture; anything else (unset too) is checked as a
+    # deployment: strong secrets and a run token are required.
+    environment: str = env("ARCO_ENVIRONMENT", "")
     tenant_id: str = env("ARCO_TENANT_ID", "")
     workspace_id: str = env("ARCO_WORKSPACE_ID", "")
     database_url: str = env("ARCO_DATABASE_URL", "")
@@ -55,9 +59,11 @@ class FlowSettings(BaseSettings):
     dispatch_target_url: str = env("ARCO_FLOW_DISPATCH_TARGET_URL", "")
     dispatch_target_audience: str = env("ARCO_FLOW_DISPATCH_TARGET_AUDIENCE", "")
     callback_base_url: str = env("ARCO_FLOW_CALLBACK_BASE_URL", "")
-    worker_dispatch_secret: str = env("ARCO_FLOW_WORKER_DISPATCH_SECRET", "")
+    worker_dispatch_secret: SecretStr = env("ARCO_FLOW_WORKER_DISPATCH_SECRET", SecretStr(""))
+    # Bearer token that POST /run requires (optional in the dev posture).
+    run_token: SecretStr = env("ARCO_FLOW_RUN_TOKEN", SecretStr(""))
 
-    task_token_secret: str = env("ARCO_FLOW_TASK_TOKEN_SECRET", "")
+    task_token_secret: SecretStr = env("ARCO_FLOW_TASK_TOKEN_SECRET", SecretStr(""))
     task_token_issuer: str = env("ARCO_FLOW_TASK_TOKEN_ISSUER", "")
     task_token_audience: str = env("ARCO_FLOW_TASK_TOKEN_AUDIENCE", "")
     task_token_ttl_secs: int = env("ARCO_FLOW_TASK_TOKEN_TTL_SECS", 3600)
@@ -77,6 +83,22 @@ class FlowSettings(BaseSettings):
     gcp_project_id: str = env("ARCO_GCP_PROJECT_ID", "")
     gcp_location: str = env("ARCO_GCP_LOCATION", "")
     service_account_email: str = env("ARCO_FLOW_SERVICE_ACCOUNT_EMAIL", "")
+
+    @field_validator("worker_dispatch_secret", "run_token", "task_token_secret")
+    @classmethod
+    def _strip_secret(cls, value: SecretStr) -> SecretStr:
+        # str_strip_whitespace does not reach SecretStr: trim as for every other value.
+        return SecretStr(value.get_secret_value().strip())
+
+    @property
+    def dev_posture(self) -> bool:
+        """``ARCO_ENVIRONMENT=dev``: weak secrets only warn and ``/run`` may be open."""
+        return self.environment.strip().lower() == "dev"
+
+    @property
+    def dispatch_secret(self) -> str:
+        """The secret the worker expects in ``X-Arco-Dispatch-Secret``."""
+        return self.worker_dispatch_secret.get_secret_value()
 
     @property
     def scope(self) -> Scope:
@@ -101,7 +123,7 @@ class FlowSettings(BaseSettings):
     def task_token_config(self) -> TaskTokenConfig:
         """Signing settings of the scoped task tokens."""
         return TaskTokenConfig(
-            secret=self.task_token_secret,
+            secret=self.task_token_secret.get_secret_value(),
             issuer=self.task_token_issuer or None,
             audience=self.task_token_audience or None,
             ttl_seconds=self.task_token_ttl_secs,
@@ -121,17 +143,40 @@ class FlowSettings(BaseSettings):
             ("ARCO_FLOW_CALLBACK_BASE_URL", self.callback_base_url),
         ):
             found.extend(_url_problems(name, value))
-        if not self.worker_dispatch_secret:
+        if not self.dispatch_secret:
             found.append("ARCO_FLOW_WORKER_DISPATCH_SECRET must not be empty")
+        if not self.dev_posture:
+            if not self.run_token.get_secret_value():
+                found.append(
+                    f"ARCO_FLOW_RUN_TOKEN is required outside the dev posture "
+                    f"(ARCO_ENVIRONMENT=dev): the bearer token of POST /run, at least "
+                    f"{MIN_SECRET_BYTES} bytes"
+                )
+            found.extend(self.secret_weaknesses())
         found.extend(self._token_problems())
         found.extend(self._provider_problems())
         if not 0 <= self.http_port <= 65535:
             found.append(f"ARCO_HTTP_PORT={self.http_port} must be in 0..65535")
         return found
 
+    def secret_weaknesses(self) -> list[str]:
+        """Secrets too short to resist brute force, or one secret used twice: refusals
+        outside the dev posture, warnings in it."""
+        return weak_secret_problems(
+            [
+                ("ARCO_FLOW_TASK_TOKEN_SECRET", self.task_token_secret.get_secret_value()),
+                ("ARCO_FLOW_WORKER_DISPATCH_SECRET", self.dispatch_secret),
+                ("ARCO_FLOW_RUN_TOKEN", self.run_token.get_secret_value()),
+            ]
+        )
+
+    def warnings(self) -> list[str]:
+        """What the dev posture tolerates but a deployment would refuse."""
+        return self.secret_weaknesses() if self.dev_posture else []
+
     def _token_problems(self) -> list[str]:
         found: list[str] = []
-        if not self.task_token_secret:
+        if not self.task_token_secret.get_secret_value():
             found.append("missing ARCO_FLOW_TASK_TOKEN_SECRET")
         if not self.task_token_issuer:
             found.append("ARCO_FLOW_TASK_TOKEN_ISSUER is required (it must match the API)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from types import FrameType
 from typing import TypeVar
 
 import uvicorn
@@ -17,6 +19,26 @@ from arco_orchestration.migrate import schema_problem
 S = TypeVar("S", bound=FlowSettings)
 
 EXIT_REFUSED = 2
+# A second signal this soon after the first is the same request delivered twice (a wrapper
+# such as `uv run` or a shell forwards the signal its process group also received).
+REPEATED_SIGNAL_WINDOW_SECS = 1.0
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn forces the exit (no lifespan shutdown: deliveries in flight are abandoned) on a
+    second SIGINT. Here a repeat within :data:`REPEATED_SIGNAL_WINDOW_SECS` of the first
+    signal changes nothing; only a later one can force the exit."""
+
+    _first_signal_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        first = self._first_signal_at
+        if first is not None and now - first < REPEATED_SIGNAL_WINDOW_SECS:
+            return
+        if first is None:
+            self._first_signal_at = now
+        super().handle_exit(sig, frame)
 
 
 CONFIGURATION_HELP = (
@@ -48,6 +70,8 @@ def prepare(program: str, settings_cls: type[S]) -> tuple[S, Database] | None:
     if settings is None or problems:
         _refuse(program, problems)
         return None
+    for warning in settings.warnings():
+        print(f"{program}: warning (accepted only in the dev posture): {warning}", file=sys.stderr)
     db = Database.from_url(settings.database_url or None)
     if problem := schema_problem(db.engine):
         _refuse(program, [problem])
@@ -58,7 +82,7 @@ def prepare(program: str, settings_cls: type[S]) -> tuple[S, Database] | None:
 
 def serve(app: FastAPI, settings: FlowSettings) -> None:
     """Serve ``app`` until SIGTERM or SIGINT (then shut down gracefully)."""
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.http_host,
         port=settings.http_port,
@@ -66,3 +90,4 @@ def serve(app: FastAPI, settings: FlowSettings) -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    GracefulServer(config).run()

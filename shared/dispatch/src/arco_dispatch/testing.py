@@ -37,8 +37,9 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SCOPE = Scope(tenant_id="tenant-a", workspace_id="workspace-b")
 CALLBACK_BASE_URL = "https://api.example"
 # Test values, not credentials.
-DISPATCH_SECRET = "dispatch-secret"  # noqa: S105
-TOKEN_SECRET = "task-secret"  # noqa: S105
+DISPATCH_SECRET = "dispatch-secret-0123456789abcdef0123"  # noqa: S105
+TOKEN_SECRET = "task-secret-0123456789abcdef0123456789"  # noqa: S105
+RUN_TOKEN = "run-token-0123456789abcdef0123456789ab"  # noqa: S105
 TOKEN_ISSUER = "https://issuer.task"  # noqa: S105
 TOKEN_AUDIENCE = "arco-worker-callback"  # noqa: S105
 
@@ -89,6 +90,7 @@ def settings_values(
         "callback_base_url": CALLBACK_BASE_URL,
         "worker_dispatch_secret": DISPATCH_SECRET,
         "task_token_secret": TOKEN_SECRET,
+        "run_token": RUN_TOKEN,
         "task_token_issuer": TOKEN_ISSUER,
         "task_token_audience": TOKEN_AUDIENCE,
     }

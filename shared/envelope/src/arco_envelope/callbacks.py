@@ -128,14 +128,21 @@ class HeartbeatResponse(WireModel):
         return cls.from_json(body)
 
 
+# The longest value the control plane stores for an output's materialization id and Delta
+# table (their columns hold 512 characters): a longer one is a schema error (422) the worker
+# can see, rather than a value the database refuses after the model accepted it.
+MAX_OUTPUT_KEY_LENGTH = 512
+OutputKey = Annotated[StrictStr, Field(max_length=MAX_OUTPUT_KEY_LENGTH)]
+
+
 class TaskOutput(WireModel):
     """What a task produced. Every field is optional."""
 
-    materialization_id: StrictStr | None = None
+    materialization_id: OutputKey | None = None
     row_count: U64 | None = None
     byte_size: U64 | None = None
     output_path: StrictStr | None = None
-    delta_table: StrictStr | None = None
+    delta_table: OutputKey | None = None
     delta_version: I64 | None = None
     delta_partition: StrictStr | None = None
     output_visibility_state: OutputVisibilityState | None = None
