@@ -34,6 +34,7 @@ from arco_stack.config import (
     recorded_ports,
     stack_environment,
 )
+from arco_stack.conformance.command import conformance
 from arco_stack.demo import demo_trigger
 from arco_stack.local import WORKER, LocalStack
 from arco_stack.manifests import ManifestChange, manifest_from_file, manifest_from_worker
@@ -44,6 +45,7 @@ from arco_stack.verification import Check, verify
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 runs_app = typer.Typer(help="Look at and act on runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+app.command()(conformance)
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="where the local stack keeps secrets, SQLite and logs")
