@@ -33,7 +33,7 @@ typecheck: sync
 	@set -e; for member in $(MEMBERS); do \
 		echo "mypy $$member"; $(RUN) mypy $${member}src $$(test -d $${member}tests && echo $${member}tests); \
 	done
-	$(RUN) mypy tests bench
+	$(RUN) mypy tests bench examples/pytest-plugin
 
 imports: sync
 	$(RUN) lint-imports

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from arco_stack.config import recorded_ports
+from arco_stack.config import read_env_file, recorded_ports
 
 DEADLINE_SECS = 180.0
 WORKER_CODE = """\
@@ -143,6 +143,19 @@ def test_the_banner_says_where_everything_is(up: Up) -> None:
     assert manifests.json() == {"manifests": []}
 
 
+def test_a_second_up_in_the_same_folder_refuses_and_leaves_the_first_alone(up: Up) -> None:
+    ports = (up.folder / ".arco" / "ports.env").read_text()
+    second = up.cli("up", "--worker", "mytasks:worker", "--free-ports")
+    assert second.returncode == 1
+    assert (
+        f"a stack already runs from {up.folder / '.arco'} (pid {up.process.pid}, "
+        f"API {up.api_url})" in second.stderr
+    ), second.stderr
+    # The first stack's ports are still the recorded ones and it still answers.
+    assert (up.folder / ".arco" / "ports.env").read_text() == ports
+    assert up.cli("runs", "list").returncode == 0
+
+
 def test_deploy_trigger_and_read_the_printed_line(up: Up) -> None:
     deployed = up.cli("deploy", "--worker", "mytasks:worker", check=True).stdout
     assert "added   hello.broken, hello.crash, hello.extract, hello.report" in deployed
@@ -173,7 +186,15 @@ def test_a_failed_run_exits_1_and_prints_the_error(up: Up) -> None:
     result = up.cli("trigger", "hello.broken", "--wait")
     assert result.returncode == 1
     assert "hello.broken FAILED: ValueError: the input was empty" in result.stdout
+    # While it waits for a retry, the progress says why.
+    assert "hello.broken: PENDING, retrying after ValueError: the input was empty" in (
+        result.stdout
+    ), result.stdout
     run_id = result.stdout.split()[1]
+    # The traceback is in the task's logs, as the tutorial says.
+    logs = up.cli("logs", run_id, check=True).stdout
+    assert "Traceback (most recent call last):" in logs
+    assert 'raise ValueError("the input was empty")' in logs
     # Tables never cut an id, even at the 80 columns of a pipe.
     assert run_id in up.cli("runs", "list", check=True).stdout
     cancelled = up.cli("runs", "cancel", run_id)
@@ -190,6 +211,23 @@ def test_bad_run_ids_are_one_line_with_a_hint(up: Up) -> None:
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "no run matches" in result.stderr
         assert "runs list" in result.stderr
+
+
+def test_deploy_to_an_api_by_url_and_secret(up: Up, tmp_path: Path) -> None:
+    # As against staging: no local data dir, the API's URL and its JWT secret.
+    secret = read_env_file(up.folder / ".arco" / "stack.env")["ARCO_JWT_SECRET"]
+    result = up.cli(
+        "deploy", "--worker", "mytasks:worker", "--data-dir", str(tmp_path / "none"),
+        "--api-url", up.api_url, "--jwt-secret", secret,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "kept    hello.broken, hello.crash, hello.extract, hello.report" in result.stdout
+    token = up.cli("token", "--jwt-secret", secret, check=True).stdout.strip()
+    runs = httpx.get(
+        f"{up.api_url}/api/v1/workspaces/demo/runs", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert runs.status_code == 200
+    assert not (tmp_path / "none").exists()
 
 
 def test_verify_never_replaces_the_authors_manifest(up: Up) -> None:

@@ -4,15 +4,18 @@ configuration; and the pieces ``deploy`` and ``up`` are built from."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import jwt
 import pytest
 
+from arco_stack.cli import typed_command
 from arco_stack.config import Ports, free_port, stack_environment, write_ports
-from arco_stack.local import PortInUseError, check_ports_free
+from arco_stack.local import DataDirInUseError, DataDirLock, PortInUseError, check_ports_free
 from arco_stack.manifests import ManifestChange, ManifestInputError, manifest_from_worker
 from arco_worker import TaskContext, Worker
 
@@ -86,6 +89,34 @@ def test_a_remote_api_needs_a_credential(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_deploy_to_a_remote_api_needs_a_credential(tmp_path: Path) -> None:
+    (tmp_path / "m.json").write_text('{"assets": []}')
+    result = run(
+        tmp_path, "arco-stack", "deploy", "m.json", "--api-url", "http://127.0.0.1:9",
+        env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "needs --token or a non-empty --jwt-secret" in result.stderr
+    assert [path.name for path in tmp_path.iterdir()] == ["m.json"]
+
+
+STAGING_SECRET = "a-staging-secret-of-at-least-32-bytes"
+
+
+def test_a_token_of_another_stack(tmp_path: Path) -> None:
+    minted = run(
+        tmp_path, "arco-stack", "token", "--jwt-secret", STAGING_SECRET, "--tenant", "acme",
+        "--workspace", "prod",
+    )  # fmt: skip
+    assert minted.returncode == 0, minted.stderr
+    claims = jwt.decode(minted.stdout.strip(), STAGING_SECRET, algorithms=["HS256"])
+    assert (claims["tenant"], claims["workspace"]) == ("acme", "prod")
+    assert list(tmp_path.iterdir()) == []  # no local stack needed, none created
+    empty = run(tmp_path, "arco-stack", "token", "--jwt-secret", " ")
+    assert empty.returncode == 1
+    assert "--jwt-secret is empty" in empty.stderr
+
+
 def test_a_port_in_use_is_named_before_anything_starts() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -93,6 +124,34 @@ def test_a_port_in_use_is_named_before_anything_starts() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(PortInUseError, match=f"port {port} \\(dispatcher\\) is already in use"):
             check_ports_free(Ports(api=free_port(), dispatcher=port))
+
+
+def test_a_port_in_use_names_the_way_out() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(PortInUseError, match=r"or pass --free-ports$"):
+            check_ports_free(Ports(api=taken.getsockname()[1]))
+
+
+def test_one_stack_per_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / ".arco"
+    write_ports(data, Ports(api=41234))
+    first, second = DataDirLock(data), DataDirLock(data)
+    first.acquire()
+    try:
+        with pytest.raises(DataDirInUseError) as refused:
+            second.acquire()
+        assert str(refused.value) == (
+            f"a stack already runs from {data} (pid {os.getpid()}, API http://127.0.0.1:41234): "
+            "use it, stop it with Ctrl-C in its terminal, or start another one with "
+            "--data-dir DIR --free-ports"
+        )
+        assert not second.held
+    finally:
+        first.release()
+    second.acquire()  # free again once the first stack stopped
+    second.release()
 
 
 def _worker() -> Worker:
@@ -150,3 +209,15 @@ def test_the_change_relative_to_the_active_manifest() -> None:
         "kept": ["shop.orders"],
     }
     assert ManifestChange.between(None, new).added == ["shop.orders", "shop.refunds"]
+
+
+def test_the_banners_commands_are_typed_as_the_shell_finds_arco_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script = Path(sys.executable).with_name("arco-stack")
+    monkeypatch.setattr(sys, "argv", [str(script), "up"])
+    # `make up` starts .venv/bin/arco-stack without .venv/bin on the user's PATH.
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert typed_command() == str(script)
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
+    assert typed_command() == "arco-stack"

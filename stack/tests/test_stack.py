@@ -19,6 +19,14 @@ def test_secrets_are_generated_once_and_kept(tmp_path: Path) -> None:
     assert read_env_file(tmp_path / "stack.env")["ARCO_JWT_SECRET"] == first["ARCO_JWT_SECRET"]
 
 
+def test_a_data_dir_it_creates_is_ignored_by_git(tmp_path: Path) -> None:
+    stack_environment(tmp_path / ".arco")
+    assert (tmp_path / ".arco" / ".gitignore").read_text().splitlines()[-1] == "*"
+    # A folder that already existed is not touched: --data-dir may name any folder.
+    stack_environment(tmp_path)
+    assert not (tmp_path / ".gitignore").exists()
+
+
 def test_weak_or_shared_stored_secrets_are_regenerated(tmp_path: Path) -> None:
     """Issue 15 finding 3: the services refuse secrets under 32 bytes or one value in two
     roles outside dev; the stack never hands them such secrets, even from an old stack.env."""

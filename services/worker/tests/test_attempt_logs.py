@@ -132,6 +132,29 @@ def test_logs_go_up_before_the_completion_and_failures_change_nothing(
     assert logging_api.uploads[0][2]["stdout"] == "about to fail\n"
     completed = logging_api.requests("completed")
     assert completed[0].body["outcome"] == "FAILED"
+    # The traceback ends the uploaded stderr, as Python prints an uncaught exception.
+    stderr = logging_api.uploads[0][2]["stderr"]
+    assert stderr.startswith("Traceback (most recent call last):"), stderr
+    assert 'raise ValueError("boom")' in stderr
+    assert stderr.endswith("ValueError: boom\n")
+    assert stderr == completed[0].body["error"]["stackTrace"]
+
+
+def test_a_silent_failure_uploads_its_traceback(logging_api: LoggingApi) -> None:
+    worker = Worker()
+
+    @worker.task("test.silent_failure")
+    def silent_failure(ctx: TaskContext) -> None:
+        raise KeyError("rows")
+
+    with running_worker(worker, logging_api) as running:
+        envelope = make_envelope(logging_api.base_url, "test.silent_failure")
+        assert running.dispatch(envelope).status_code == 202
+        running.wait_idle()
+    assert logging_api.events == ["started", "logs", "completed"]
+    body = logging_api.uploads[0][2]
+    assert body["stdout"] == ""
+    assert body["stderr"].endswith("KeyError: 'rows'\n")
 
 
 def test_a_silent_attempt_uploads_nothing(logging_api: LoggingApi) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,6 +34,7 @@ from arco_stack.config import (
     recorded_ports,
     stack_environment,
 )
+from arco_stack.conformance.command import conformance
 from arco_stack.demo import demo_trigger
 from arco_stack.local import WORKER, LocalStack
 from arco_stack.manifests import ManifestChange, manifest_from_file, manifest_from_worker
@@ -42,6 +45,7 @@ from arco_stack.verification import Check, verify
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 runs_app = typer.Typer(help="Look at and act on runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+app.command()(conformance)
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="where the local stack keeps secrets, SQLite and logs")
@@ -58,6 +62,14 @@ WorkerDir = Annotated[
     Path | None,
     typer.Option("--worker-dir", help="folder to import --worker from (default: current folder)"),
 ]
+ApiUrl = Annotated[str | None, typer.Option(help="API root; default: the local stack's")]
+TokenOption = Annotated[str | None, typer.Option(help="user bearer JWT (with --api-url)")]
+JwtSecret = Annotated[
+    str | None,
+    typer.Option(envvar="ARCO_JWT_SECRET", help="with --api-url: mint a user JWT with this secret"),
+]
+Tenant = Annotated[str, typer.Option(envvar="ARCO_TENANT_ID")]
+Workspace = Annotated[str, typer.Option(envvar="ARCO_WORKSPACE_ID")]
 _PARTITION = re.compile(r"^([^=\s]+)=(.*)$")
 
 
@@ -117,6 +129,19 @@ def _worker_tasks(spec: str, worker_dir: Path | None) -> list[str]:
     return sorted(_load_worker(spec, worker_dir).tasks)
 
 
+def typed_command() -> str:
+    """How to type ``arco-stack`` here: its bare name when the shell finds this very script
+    on PATH, else the path it was started by (``make up`` runs ``.venv/bin/arco-stack``
+    without putting ``.venv/bin`` on the user's PATH)."""
+    invoked = Path(sys.argv[0])
+    found = shutil.which("arco-stack")
+    if invoked.name != "arco-stack" or not invoked.is_file():
+        return "arco-stack"
+    if found is not None and Path(found).samefile(invoked):
+        return "arco-stack"
+    return str(invoked)
+
+
 def _banner(stack: LocalStack, elapsed: float, tasks: list[str] | None) -> None:
     api = stack.api_url
     data = stack.data_dir.resolve()
@@ -129,6 +154,7 @@ def _banner(stack: LocalStack, elapsed: float, tasks: list[str] | None) -> None:
         f"  data       {data}   (service logs in {data / 'logs'})",
     ]
     flag = "" if stack.data_dir == DEFAULT_DATA_DIR else f" --data-dir {stack.data_dir}"
+    cmd = typed_command()
     if stack.worker:
         reload = ", restarted when a .py file changes" if stack.reload else ""
         lines.append(f"  worker     {stack.worker} from {stack.worker_folder}{reload}")
@@ -137,16 +163,16 @@ def _banner(stack: LocalStack, elapsed: float, tasks: list[str] | None) -> None:
         key = tasks[-1] if tasks else "NAMESPACE.NAME"
         lines += [
             "Next, in another terminal here:",
-            f"  arco-stack deploy --worker {stack.worker}{flag}",
-            f"  arco-stack trigger {key} --upstream --wait{flag}",
+            f"  {cmd} deploy --worker {stack.worker}{flag}",
+            f"  {cmd} trigger {key} --upstream --wait{flag}",
         ]
     else:
         lines += [
             "Next:",
-            f"  arco-stack trigger demo.sleep --upstream --partition date=2026-01-01 --wait{flag}"
+            f"  {cmd} trigger demo.sleep --upstream --partition date=2026-01-01 --wait{flag}"
             if stack.demo
-            else "  arco-stack up --demo   (your own worker: see docs/getting-started.md)",
-            f"  arco-stack runs list{flag}",
+            else f"  {cmd} up --demo   (your own worker: see docs/getting-started.md)",
+            f"  {cmd} runs list{flag}",
         ]
     lines.append("Ctrl-C stops the stack.")
     for line in lines:
@@ -230,18 +256,27 @@ def token(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     ttl: Annotated[int, typer.Option(min=1, max=31 * 24 * 3600, help="seconds")] = 3600,
     user: Annotated[str, typer.Option(help="the token's sub claim")] = "arco-stack",
+    jwt_secret: Annotated[
+        str | None,
+        typer.Option(help="another stack's secret, e.g. \"$ARCO_JWT_SECRET\" of staging's .env"),
+    ] = None,
+    tenant: Tenant = TENANT_ID,
+    workspace: Workspace = WORKSPACE_ID,
 ) -> None:
-    """Print a user JWT for the local stack: curl -H "Authorization: Bearer $(arco-stack token)"."""
-    env = _local_env(data_dir)
-    print(
-        user_token(
-            env["ARCO_JWT_SECRET"],
-            env["ARCO_TENANT_ID"],
-            env["ARCO_WORKSPACE_ID"],
-            user=user,
-            ttl_seconds=ttl,
-        )
-    )
+    """Print a user JWT for the local stack: curl -H "Authorization: Bearer $(arco-stack token)".
+
+    With --jwt-secret (and --tenant, --workspace): a token of another stack, e.g. staging.
+    """
+    if jwt_secret is not None:
+        if not jwt_secret.strip():
+            raise CliError("--jwt-secret is empty (with compose: `set -a; . ./.env; set +a` first)")
+        secret = jwt_secret
+    else:
+        env = _local_env(data_dir)
+        secret, tenant, workspace = (
+            env["ARCO_JWT_SECRET"], env["ARCO_TENANT_ID"], env["ARCO_WORKSPACE_ID"]
+        )  # fmt: skip
+    print(user_token(secret, tenant, workspace, user=user, ttl_seconds=ttl))
 
 
 @app.command()
@@ -257,9 +292,18 @@ def deploy(
     dry_run: Annotated[
         bool, typer.Option(help="print the manifest (JSON) instead of deploying it")
     ] = False,
+    api_url: ApiUrl = None,
+    token: TokenOption = None,
+    jwt_secret: JwtSecret = None,
+    tenant: Tenant = TENANT_ID,
+    workspace: Workspace = WORKSPACE_ID,
 ) -> None:
     """Deploy a manifest derived from your worker's tasks (--worker) or a manifest file;
-    prints the assets added, removed and kept relative to the active manifest."""
+    prints the assets added, removed and kept relative to the active manifest.
+
+    To the local stack of --data-dir by default; elsewhere (staging) give --api-url and
+    either --token or --jwt-secret (with --tenant, --workspace).
+    """
     if (manifest_file is None) == (worker is None):
         raise CliError("give either --worker MODULE:ATTR or a manifest FILE.json")
     manifest = (
@@ -270,7 +314,9 @@ def deploy(
     if dry_run:
         _print_json(manifest)
         return
-    with _local_client(data_dir) as client:
+    with _client(
+        data_dir, api_url, token, jwt_secret=jwt_secret, tenant=tenant, workspace=workspace
+    ) as client:
         change = ManifestChange.between(client.latest_manifest(), manifest)
         deployed = client.deploy_manifest(manifest)
     if as_json:
@@ -422,15 +468,11 @@ def preflight(
 @handled
 def verify_command(
     data_dir: DataDir = DEFAULT_DATA_DIR,
-    api_url: Annotated[
-        str | None, typer.Option(help="API root; default: the local stack's")
-    ] = None,
-    token: Annotated[str | None, typer.Option(help="user bearer JWT")] = None,
-    jwt_secret: Annotated[
-        str | None, typer.Option(envvar="ARCO_JWT_SECRET", help="mint a user JWT with this secret")
-    ] = None,
-    tenant: Annotated[str, typer.Option(envvar="ARCO_TENANT_ID")] = TENANT_ID,
-    workspace: Annotated[str, typer.Option(envvar="ARCO_WORKSPACE_ID")] = WORKSPACE_ID,
+    api_url: ApiUrl = None,
+    token: TokenOption = None,
+    jwt_secret: JwtSecret = None,
+    tenant: Tenant = TENANT_ID,
+    workspace: Workspace = WORKSPACE_ID,
     select: Annotated[
         list[str] | None,
         typer.Option(help="probe with this existing asset (repeatable); deploys nothing"),

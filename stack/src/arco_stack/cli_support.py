@@ -129,8 +129,13 @@ def wait_for_run(
             if seen.get(key) != f"{state}{attempt}":
                 seen[key] = f"{state}{attempt}"
                 elapsed = time.monotonic() - started
+                # PENDING with an error: an attempt failed and the task waits for its retry.
+                error = task.get("errorMessage") if state == "PENDING" else None
+                retry = f", retrying after {error}" if error else ""
                 console.print(
-                    f"  {elapsed:5.1f}s  {key}: {state}{attempt}", markup=False, highlight=False
+                    f"  {elapsed:5.1f}s  {key}: {state}{attempt}{retry}",
+                    markup=False,
+                    highlight=False,
                 )
         if run["state"] in RUN_TERMINAL:
             return run

@@ -12,6 +12,7 @@ any other service dies the stack stops, as before.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 from collections.abc import Callable
@@ -20,7 +21,15 @@ from pathlib import Path
 from types import TracebackType
 
 from arco_stack.client import ApiClient
-from arco_stack.config import Ports, ServiceSpec, service_specs, stack_environment, write_ports
+from arco_stack.config import (
+    Ports,
+    ServiceSpec,
+    make_data_dir,
+    recorded_ports,
+    service_specs,
+    stack_environment,
+    write_ports,
+)
 from arco_stack.demo import demo_manifest
 from arco_stack.processes import Service, Stack, StackError, migrate
 
@@ -29,8 +38,60 @@ WORKER = "worker"
 _UNWATCHED = {".venv", "venv", "__pycache__", "node_modules", ".git", ".arco", ".tox"}
 
 
+LOCK_FILE = "up.lock"
+
+
 class PortInUseError(StackError):
     """A port the stack needs is taken; the message names it and what to do."""
+
+
+class DataDirInUseError(StackError):
+    """Another ``arco-stack up`` runs from the same data directory."""
+
+
+class DataDirLock:
+    """An exclusive lock on a data directory, held while its stack runs.
+
+    Two stacks on one data dir would share its SQLite database, and the second would
+    overwrite ``ports.env``: once it stopped, every command would point at its dead ports
+    while the first stack still ran. The lock is an ``flock`` on ``up.lock`` (released by the
+    kernel when the process dies, so a killed ``up`` never leaves a stale lock); the file
+    holds the owner's pid for the message.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`DataDirInUseError` naming the running stack."""
+        make_data_dir(self.data_dir)
+        path = self.data_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            api = recorded_ports(self.data_dir).api
+            raise DataDirInUseError(
+                f"a stack already runs from {self.data_dir} (pid {owner}, API "
+                f"http://127.0.0.1:{api}): use it, stop it with Ctrl-C in its terminal, "
+                "or start another one with --data-dir DIR --free-ports"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 def check_ports_free(ports: Ports, host: str = "127.0.0.1") -> None:
@@ -48,7 +109,7 @@ def check_ports_free(ports: Ports, host: str = "127.0.0.1") -> None:
             except OSError:
                 raise PortInUseError(
                     f"port {port} ({name}) is already in use: another `arco-stack up` may be "
-                    f"running (stop it with Ctrl-C), or free the port"
+                    "running (stop it with Ctrl-C), or free the port, or pass --free-ports"
                 ) from None
 
 
@@ -99,6 +160,7 @@ class LocalStack:
     _watched: dict[str, int] = field(init=False, default_factory=dict)
     _worker_down_reported: bool = field(init=False, default=False)
     _pending: list[WorkerEvent] = field(init=False, default_factory=list)
+    _lock: DataDirLock | None = field(init=False, default=None)
 
     @property
     def api_url(self) -> str:
@@ -128,7 +190,21 @@ class LocalStack:
     def start(self, on_ready: Callable[[Service], None] | None = None) -> None:
         """Check the ports, migrate, start every service and wait until each is ready; on
         failure stop what was started and raise :class:`StackError`."""
-        check_ports_free(self.ports)
+        lock = DataDirLock(self.data_dir)
+        if self.data_dir.is_dir():
+            # A stack already running from this folder is named before its ports are.
+            lock.acquire()
+        try:
+            check_ports_free(self.ports)
+            if not lock.held:
+                lock.acquire()  # only now: a taken port leaves no data dir behind
+            self._start_services(on_ready)
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+
+    def _start_services(self, on_ready: Callable[[Service], None] | None) -> None:
         overrides = dict(self.overrides)
         if self.worker is not None:
             # The author's tasks alone: a sample handler would hide a missing registration.
@@ -222,6 +298,9 @@ class LocalStack:
         if self._stack is not None:
             self._stack.stop()
             self._stack = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> LocalStack:
         self.start()

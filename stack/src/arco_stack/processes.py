@@ -58,7 +58,8 @@ def migrate(env: Mapping[str, str]) -> None:
         raise StackError(f"migration failed:\n{result.stderr or result.stdout}")
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file ("" when it does not exist)."""
     if not path.is_file():
         return ""
     return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
@@ -84,7 +85,7 @@ class Service:
             return None
         return (
             f"{self.spec.name} exited with code {code}; last log lines "
-            f"({self.log_path}):\n{_tail(self.log_path)}"
+            f"({self.log_path}):\n{tail(self.log_path)}"
         )
 
 
@@ -127,7 +128,7 @@ class Stack:
             time.sleep(0.2)
         raise StackError(
             f"{service.spec.name} not ready after {timeout:.0f}s ({service.ready_url}); "
-            f"last log lines:\n{_tail(service.log_path)}"
+            f"last log lines:\n{tail(service.log_path)}"
         )
 
     def start_all(self, specs: Iterable[ServiceSpec], timeout: float = 120.0) -> list[Service]:

@@ -1,13 +1,16 @@
 """The pytest plugin of the workspace (entry point ``pytest11``): a migrated database per test,
 on SQLite and, when ``ARCO_TEST_DATABASE_URL`` names a PostgreSQL server, on PostgreSQL too;
 the fake ``clock`` and the recording ``worker`` endpoint. A suite's conftest may override any
-of them (the api suite has a faster PostgreSQL reset)."""
+of them (the api suite has a faster PostgreSQL reset). Without that variable but with a Docker
+engine, the PostgreSQL cases run on a server in a container."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -16,11 +19,37 @@ from sqlalchemy import text
 from arco_orchestration.db import Database, make_engine
 from arco_orchestration.migrate import upgrade
 from arco_orchestration.models import Base
+from arco_stack.containers import ContainerError, docker_engine_problem, postgres_container
 from arco_stack.databases import drop_postgres_database, recreate_postgres_database
 from arco_testkit.clock import T0, FakeClock
 from arco_testkit.dispatching import RecordingWorker
 
 PG_URL_ENV = "ARCO_TEST_DATABASE_URL"
+_CONTAINER = pytest.StashKey[ExitStack]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Without ``ARCO_TEST_DATABASE_URL`` but with a Docker engine, the PostgreSQL cases run on
+    a server in a container (testcontainers, image ``$ARCO_TEST_POSTGRES_IMAGE``, default
+    ``postgres:16``), as the pytest plugin's ``--arco-postgres container`` does."""
+    if os.environ.get(PG_URL_ENV, "").strip() or docker_engine_problem() is not None:
+        return
+    stack = ExitStack()
+    try:
+        os.environ[PG_URL_ENV] = stack.enter_context(postgres_container())
+    except ContainerError as exc:
+        stack.close()
+        # Not a warning: the suite turns warnings into errors, and SQLite still runs.
+        sys.stderr.write(f"conftest: no PostgreSQL container, its cases are skipped: {exc}\n")
+        return
+    config.stash[_CONTAINER] = stack
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stack = config.stash.get(_CONTAINER, None)
+    if stack is not None:
+        os.environ.pop(PG_URL_ENV, None)
+        stack.close()
 
 
 @pytest.fixture(scope="session")

@@ -193,6 +193,10 @@ class AttemptExecution:
         if body is not None:
             # Logs first: once the run is seen ending, its logs can already be read.
             if self._upload_logs:
+                if body.error is not None and body.error.stack_trace:
+                    # As Python prints an uncaught exception: the traceback ends the stderr
+                    # the author reads (`arco-stack logs`), not only the completion's error.
+                    output.write("stderr", body.error.stack_trace)
                 await self._upload(output)
             await self._complete(body)
 

@@ -20,7 +20,8 @@ samples = TaskRegistry("samples")
 _PROGRESS_STEPS = 10
 
 
-def _seconds(ctx: TaskContext, default: float) -> float:
+def seconds_of(ctx: TaskContext, default: float) -> float:
+    """``payload.seconds`` (``default`` when absent); a bad value fails the task, not retryable."""
     payload: Any = ctx.payload
     value = payload.get("seconds", default) if isinstance(payload, dict) else default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -41,7 +42,7 @@ def _seconds(ctx: TaskContext, default: float) -> float:
 @samples.task("demo.sleep")
 async def demo_sleep(ctx: TaskContext) -> TaskOutput:
     """Sleep ``payload.seconds`` (default 1) in ten steps, reporting progress."""
-    seconds = _seconds(ctx, 1.0)
+    seconds = seconds_of(ctx, 1.0)
     ctx.report_progress(0, "sleeping", phase="sleeping")
     for step in range(1, _PROGRESS_STEPS + 1):
         await ctx.sleep(seconds / _PROGRESS_STEPS)
@@ -74,7 +75,7 @@ def demo_flaky(ctx: TaskContext) -> TaskOutput:
 @samples.task("demo.long")
 def demo_long(ctx: TaskContext) -> TaskOutput:
     """Run until cancelled or for ``payload.seconds`` (default 3600), checking cancellation."""
-    seconds = _seconds(ctx, 3600.0)
+    seconds = seconds_of(ctx, 3600.0)
     ctx.report_progress(0, "working", phase="working")
     started = time.monotonic()
     while (elapsed := time.monotonic() - started) < seconds:
