@@ -21,6 +21,7 @@ RUN set -e; cat /etc/ssl/certs/ca-certificates.crt /tmp/extra-ca/*.crt > /tmp/ca
 # Dependency layer: only the lock and the members' pyproject files, so code edits keep it.
 COPY pyproject.toml uv.lock ./
 COPY shared/envelope/pyproject.toml shared/envelope/
+COPY shared/logs/pyproject.toml shared/logs/
 COPY shared/orchestration/pyproject.toml shared/orchestration/
 COPY shared/dispatch/pyproject.toml shared/dispatch/
 COPY services/api/pyproject.toml services/api/
@@ -28,7 +29,10 @@ COPY services/dispatcher/pyproject.toml services/dispatcher/
 COPY services/sweeper/pyproject.toml services/sweeper/
 COPY services/worker/pyproject.toml services/worker/
 COPY stack/pyproject.toml stack/
-RUN SSL_CERT_FILE=/tmp/ca.crt /opt/uv/bin/uv sync --frozen --no-dev --all-packages \
+# The dev-only test kit is a workspace member: its pyproject is needed to read the workspace,
+# but it is never installed (arco-stack depends on every product package, not on the kit).
+COPY testing/pyproject.toml testing/
+RUN SSL_CERT_FILE=/tmp/ca.crt /opt/uv/bin/uv sync --frozen --no-dev --package arco-stack \
     --no-install-workspace
 
 FROM deps AS app
@@ -36,7 +40,7 @@ COPY shared shared
 COPY services services
 COPY stack stack
 COPY README.md ./
-RUN SSL_CERT_FILE=/tmp/ca.crt /opt/uv/bin/uv sync --frozen --no-dev --all-packages --no-editable \
+RUN SSL_CERT_FILE=/tmp/ca.crt /opt/uv/bin/uv sync --frozen --no-dev --package arco-stack --no-editable \
     && rm -rf /root/.cache /tmp/ca.crt /tmp/extra-ca \
     && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin arco
 USER arco

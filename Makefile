@@ -27,13 +27,13 @@ lint: sync
 	$(RUN) ruff format --check .
 
 # One mypy run per workspace member keeps same-named test modules of different members apart.
-MEMBERS := $(sort $(dir $(wildcard shared/*/pyproject.toml services/*/pyproject.toml stack/pyproject.toml)))
+MEMBERS := $(sort $(dir $(wildcard shared/*/pyproject.toml services/*/pyproject.toml stack/pyproject.toml testing/pyproject.toml)))
 
 typecheck: sync
 	@set -e; for member in $(MEMBERS); do \
 		echo "mypy $$member"; $(RUN) mypy $${member}src $$(test -d $${member}tests && echo $${member}tests); \
 	done
-	$(RUN) mypy conftest.py tests bench examples/pytest-plugin
+	$(RUN) mypy tests bench examples/pytest-plugin
 
 imports: sync
 	$(RUN) lint-imports

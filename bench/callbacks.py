@@ -36,7 +36,6 @@ from sqlalchemy import update
 from starlette.concurrency import run_in_threadpool
 
 from arco_api.app import create_app
-from arco_api.logging_setup import configure_logging
 from arco_api.settings import ApiSettings
 from arco_envelope import (
     TaskCompletedRequest,
@@ -48,6 +47,7 @@ from arco_envelope import (
     parse_callback_task_id,
 )
 from arco_envelope.tokens import mint_task_token
+from arco_logs import configure_logging
 from arco_orchestration import facts
 from arco_orchestration.db import Database
 from arco_orchestration.models import Task

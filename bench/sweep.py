@@ -38,7 +38,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from arco_dispatch.memory_provider import MemoryProvider
-from arco_dispatch.testing import SCOPE, settings_values
 from arco_orchestration import facts
 from arco_orchestration.db import Database
 from arco_orchestration.models import Run, Task, UTCDateTime
@@ -47,6 +46,8 @@ from arco_stack.databases import drop_postgres_database, recreate_postgres_datab
 from arco_sweeper.app import build_sweeper
 from arco_sweeper.rules import SweepSummary
 from arco_sweeper.settings import SweeperSettings
+from arco_testkit.dispatching import settings_values
+from arco_testkit.values import SCOPE
 from bench.support import (
     DEFAULT_POSTGRES,
     PERFORMANCE_DOC,

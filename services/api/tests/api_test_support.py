@@ -25,13 +25,10 @@ from arco_orchestration import facts
 from arco_orchestration.db import Database
 from arco_orchestration.models import Run, Task, TaskEvent
 from arco_orchestration.scope import Scope
+from arco_testkit.clock import FakeClock
+from arco_testkit.values import TASK_AUDIENCE, TASK_ISSUER, TASK_SECRET, TENANT, WORKER, WORKSPACE
 
-TENANT = "tenant-a"
-WORKSPACE = "workspace-b"
 USER_JWT_SECRET = "user-jwt-secret-0123456789abcdef0123456789"
-TASK_SECRET = "task-secret-0123456789abcdef0123456789"
-TASK_ISSUER = "https://issuer.task"
-TASK_AUDIENCE = "arco-worker-callback"
 
 # The worked example of arco-manifest 1.6: what arco's SDK sends for two assets.
 EXAMPLE_MANIFEST: dict[str, Any] = json.loads(
@@ -109,7 +106,6 @@ RAW = "analytics.raw_orders"
 DAILY = "analytics.daily_sales"
 RUNS = f"/api/v1/workspaces/{WORKSPACE}/runs"
 MANIFESTS = f"/api/v1/workspaces/{WORKSPACE}/manifests"
-WORKER = "worker-1"
 
 
 def manifest_of(
@@ -303,17 +299,12 @@ class Api:
             return list(rows)
 
 
-class Clock:
-    """A settable clock for ``create_app(..., clock=...)``."""
+class Clock(FakeClock):
+    """The test kit's clock for ``create_app(..., clock=...)``, started at the wall-clock time:
+    the suites mint task tokens against real time, which the API's clock must agree with."""
 
     def __init__(self, now: datetime | None = None) -> None:
-        self.now = now or datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+        super().__init__(now or datetime.now(UTC))
 
 
 def scoped_claims(of: Attempt, /, now: datetime | None = None, **overrides: Any) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from schemathesis.specs.openapi.checks import (
 from services.api.tests.api_test_support import (
     RAW,
     USER_JWT_SECRET,
-    WORKSPACE,
     Api,
     Attempt,
     api_settings,
@@ -43,6 +42,7 @@ from arco_api.app import create_app
 from arco_api.log_routes import LOG_BODY_LIMIT
 from arco_api.run_routes import JSON_BODY_LIMIT
 from arco_orchestration.db import Database
+from arco_testkit.values import WORKSPACE
 
 # What every answer must satisfy: no 5xx, a documented status, the documented media type, body
 # and headers.

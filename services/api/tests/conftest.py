@@ -17,8 +17,6 @@ from fastapi.testclient import TestClient
 from services.api.tests.api_test_support import (
     EXAMPLE_MANIFEST,
     MANIFESTS,
-    TENANT,
-    WORKSPACE,
     Api,
     Attempt,
     api_settings,
@@ -33,6 +31,7 @@ from arco_orchestration import facts
 from arco_orchestration.db import Database, make_engine
 from arco_orchestration.models import Base
 from arco_orchestration.scope import Scope
+from arco_testkit.values import TENANT, WORKSPACE
 
 
 @pytest.fixture

@@ -16,11 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from services.api.tests.api_test_support import (
     RAW,
-    TASK_AUDIENCE,
-    TASK_ISSUER,
-    TENANT,
     USER_JWT_SECRET,
-    WORKSPACE,
     Api,
     Attempt,
     bearer,
@@ -33,6 +29,7 @@ from services.api.tests.api_test_support import (
 )
 
 from arco_envelope.tokens import TaskTokenConfig
+from arco_testkit.values import TASK_AUDIENCE, TASK_ISSUER, TENANT, WORKSPACE
 
 pytestmark = sqlite_only
 

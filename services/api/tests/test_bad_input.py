@@ -19,7 +19,6 @@ from schemathesis import GenerationMode
 from services.api.tests.api_test_support import (
     MANIFESTS,
     RAW,
-    WORKSPACE,
     Api,
     sqlite_only,
     user_headers,
@@ -44,6 +43,8 @@ from services.api.tests.bad_input_support import (
     use_credentials,
     valid_credentials,
 )
+
+from arco_testkit.values import WORKSPACE
 
 # Deterministic and bounded: a fixed derivation of the seed, no example database carried
 # between runs, no deadline (CI is a noisy two-core machine).

@@ -18,11 +18,6 @@ from jwt.warnings import InsecureKeyLengthWarning
 from services.api.tests.api_test_support import (
     DAILY,
     RAW,
-    TASK_AUDIENCE,
-    TASK_ISSUER,
-    TASK_SECRET,
-    TENANT,
-    WORKSPACE,
     Api,
     Attempt,
     Clock,
@@ -40,6 +35,7 @@ from services.api.tests.api_test_support import (
 
 from arco_envelope import parse_timestamp
 from arco_envelope.tokens import TaskTokenConfig, verify_task_token
+from arco_testkit.values import TASK_AUDIENCE, TASK_ISSUER, TASK_SECRET, TENANT, WORKSPACE
 
 pytestmark = sqlite_only
 

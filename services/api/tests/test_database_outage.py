@@ -7,11 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from services.api.tests.api_test_support import WORKSPACE, api_settings, user_headers
+from services.api.tests.api_test_support import (
+    api_settings,
+    user_headers,
+)
 from structlog.testing import capture_logs
 
 from arco_api.app import create_app
 from arco_orchestration.db import Database
+from arco_testkit.values import WORKSPACE
 
 
 def test_an_unreachable_database_gets_503_and_a_server_error_line(tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.api.tests.api_test_support import (
     MANIFESTS,
     RUNS,
-    WORKSPACE,
     Api,
     Attempt,
     api_settings,
@@ -38,6 +37,7 @@ from arco_api.app import create_app
 from arco_api.context import api_context
 from arco_api.http_io import MAX_JSON_DEPTH
 from arco_orchestration.db import Database
+from arco_testkit.values import WORKSPACE
 
 pytestmark = sqlite_only
 

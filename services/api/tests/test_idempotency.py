@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from services.api.tests.api_test_support import (
     EXAMPLE_MANIFEST,
     MANIFESTS,
@@ -27,6 +28,33 @@ def test_manifest_deploy_twice_with_idempotency_key(api: Api) -> None:
     listed = api.get(MANIFESTS).json()["manifests"]
     assert [m["manifestId"] for m in listed].count(first.json()["manifestId"]) == 1
     assert len(listed) == 2  # the fixture's deploy and this one
+
+
+@pytest.mark.parametrize(
+    ("key", "keyed"),
+    [("a\tb c", True), ("tab\tinside", True), ("caf\u00e9", False)],
+    ids=["tab-and-space", "tab", "non-ascii"],
+)
+def test_manifest_idempotency_key_is_read_as_upstream_reads_it(
+    api: Api, key: str, keyed: bool
+) -> None:
+    """arco-manifest 2.6: a key of visible ASCII, tab and space included (the http crate's
+    ``to_str``), replays; any other byte makes the header count as absent (a new manifest)."""
+    headers: dict[str, str | bytes] = {
+        **user_headers(),
+        "Content-Type": "application/json",
+        "Idempotency-Key": key.encode("utf-8"),
+    }
+    body = json.dumps(EXAMPLE_MANIFEST)
+    first = api.client.post(MANIFESTS, content=body, headers=headers)
+    second = api.client.post(MANIFESTS, content=body, headers=headers)
+    assert first.status_code == 201, first.text
+    if keyed:
+        assert second.status_code == 200
+        assert second.json() == first.json()
+    else:
+        assert second.status_code == 201
+        assert second.json()["manifestId"] != first.json()["manifestId"]
 
 
 def test_manifest_deploy_twice_without_key_creates_two(api: Api) -> None:

@@ -13,7 +13,6 @@ from services.api.tests.api_test_support import (
     DAILY,
     RAW,
     RUNS,
-    WORKSPACE,
     Api,
     Attempt,
     Clock,
@@ -22,6 +21,7 @@ from services.api.tests.api_test_support import (
 )
 
 from arco_envelope import parse_timestamp
+from arco_testkit.values import WORKSPACE
 
 CHAIN = manifest_of({"demo.a": [], "demo.b": ["demo.a"], "demo.c": ["demo.b"]})
 

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from arco_dispatch.memory_provider import MemoryProvider
 from arco_dispatch.provider import Provider
-from arco_dispatch.testing import T0, FakeClock, RecordingWorker, settings_values
 from arco_dispatcher.app import Dispatcher, build_dispatcher
 from arco_dispatcher.settings import DispatcherSettings
 from arco_orchestration.db import Database
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def worker() -> Iterator[RecordingWorker]:
-    server = RecordingWorker().start()
-    yield server
-    server.stop()
+from arco_testkit.clock import FakeClock
+from arco_testkit.dispatching import settings_values
 
 
 def dispatcher_settings(**overrides: Any) -> DispatcherSettings:

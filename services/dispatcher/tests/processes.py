@@ -9,14 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from arco_dispatch.testing import (
+from arco_testkit.values import (
     CALLBACK_BASE_URL,
     DISPATCH_SECRET,
     RUN_TOKEN,
     SCOPE,
-    TOKEN_AUDIENCE,
-    TOKEN_ISSUER,
-    TOKEN_SECRET,
+    TASK_AUDIENCE,
+    TASK_ISSUER,
+    TASK_SECRET,
 )
 
 
@@ -34,10 +34,10 @@ def service_env(database_url: str, target_url: str, **extra: str) -> dict[str, s
         ARCO_FLOW_DISPATCH_TARGET_URL=target_url,
         ARCO_FLOW_CALLBACK_BASE_URL=CALLBACK_BASE_URL,
         ARCO_FLOW_WORKER_DISPATCH_SECRET=DISPATCH_SECRET,
-        ARCO_FLOW_TASK_TOKEN_SECRET=TOKEN_SECRET,
+        ARCO_FLOW_TASK_TOKEN_SECRET=TASK_SECRET,
         ARCO_FLOW_RUN_TOKEN=RUN_TOKEN,
-        ARCO_FLOW_TASK_TOKEN_ISSUER=TOKEN_ISSUER,
-        ARCO_FLOW_TASK_TOKEN_AUDIENCE=TOKEN_AUDIENCE,
+        ARCO_FLOW_TASK_TOKEN_ISSUER=TASK_ISSUER,
+        ARCO_FLOW_TASK_TOKEN_AUDIENCE=TASK_AUDIENCE,
     )
     env.update(extra)
     return env

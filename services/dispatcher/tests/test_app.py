@@ -11,25 +11,16 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from arco_dispatch.memory_provider import MemoryProvider
-from arco_dispatch.testing import (
-    CANONICAL_ENVELOPE_KEYS,
-    DISPATCH_SECRET,
-    RUN_TOKEN,
-    SCOPE,
-    FakeClock,
-    RecordingWorker,
-    outbox_rows,
-    planned,
-    settings_values,
-    trigger,
-    wait_until,
-)
 from arco_dispatcher.app import create_app
 from arco_dispatcher.settings import DispatcherSettings
 from arco_orchestration.db import Database
 from arco_orchestration.facts import request_dispatch
 from arco_orchestration.models import Task
 from arco_orchestration.states import DeliveryState
+from arco_testkit.clock import FakeClock, wait_until
+from arco_testkit.dispatching import CANONICAL_ENVELOPE_KEYS, RecordingWorker, settings_values
+from arco_testkit.facts import outbox_by_dispatch_id, planned, trigger
+from arco_testkit.values import DISPATCH_SECRET, RUN_TOKEN, SCOPE
 
 SUMMARY_KEYS = {
     "ready_dispatch_emitted",
@@ -131,13 +122,15 @@ def test_a_run_reaches_the_worker_through_the_http_push_queue(
     trigger(database, "run1", [planned("extract", partition_key="date=d:2026-01-01")])
     with client(database, clock, dispatch_provider="http", target_url=worker.url) as http:
         assert http.post("/run").json()["dispatch_enqueued"] == 1
-        wait_until(lambda: [r.delivery_state for r in outbox_rows(database)] == ["DELIVERED"])
+        wait_until(
+            lambda: [r.delivery_state for r in outbox_by_dispatch_id(database)] == ["DELIVERED"]
+        )
         metrics = http.get("/metrics").text
     [request] = worker.requests()
     assert list(json.loads(request.body)) == CANONICAL_ENVELOPE_KEYS
     assert request.headers["x-arco-dispatch-secret"] == DISPATCH_SECRET
     assert "authorization" not in request.headers
-    assert outbox_rows(database)[0].delivery_state == DeliveryState.DELIVERED
+    assert outbox_by_dispatch_id(database)[0].delivery_state == DeliveryState.DELIVERED
     assert 'arco_dispatcher_deliveries_total{outcome="delivered"} 1.0' in metrics
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from arco_dispatch.testing import DISPATCH_SECRET, RUN_TOKEN, TOKEN_SECRET
 from arco_dispatcher import cli
 from arco_dispatcher.cli import main
+from arco_testkit.values import DISPATCH_SECRET, RUN_TOKEN, TASK_SECRET
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +55,7 @@ def test_a_database_not_at_head_is_refused(
         "ARCO_FLOW_DISPATCH_TARGET_URL": "http://127.0.0.1:9/dispatch",
         "ARCO_FLOW_CALLBACK_BASE_URL": "https://api.example",
         "ARCO_FLOW_WORKER_DISPATCH_SECRET": DISPATCH_SECRET,
-        "ARCO_FLOW_TASK_TOKEN_SECRET": TOKEN_SECRET,
+        "ARCO_FLOW_TASK_TOKEN_SECRET": TASK_SECRET,
         "ARCO_FLOW_RUN_TOKEN": RUN_TOKEN,
         "ARCO_FLOW_TASK_TOKEN_ISSUER": "https://issuer.task",
         "ARCO_FLOW_TASK_TOKEN_AUDIENCE": "arco-worker-callback",
@@ -79,8 +79,8 @@ def test_equal_secrets_are_refused_outside_dev_and_only_warned_in_dev(
         "ARCO_WORKSPACE_ID": "workspace-b",
         "ARCO_FLOW_DISPATCH_TARGET_URL": "http://127.0.0.1:9/dispatch",
         "ARCO_FLOW_CALLBACK_BASE_URL": "https://api.example",
-        "ARCO_FLOW_WORKER_DISPATCH_SECRET": TOKEN_SECRET,
-        "ARCO_FLOW_TASK_TOKEN_SECRET": TOKEN_SECRET,
+        "ARCO_FLOW_WORKER_DISPATCH_SECRET": TASK_SECRET,
+        "ARCO_FLOW_TASK_TOKEN_SECRET": TASK_SECRET,
         "ARCO_FLOW_RUN_TOKEN": RUN_TOKEN,
         "ARCO_FLOW_TASK_TOKEN_ISSUER": "https://issuer.task",
         "ARCO_FLOW_TASK_TOKEN_AUDIENCE": "arco-worker-callback",

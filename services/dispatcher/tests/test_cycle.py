@@ -13,32 +13,32 @@ from sqlalchemy import delete
 from arco_dispatch.cloudtasks_provider import CloudTasksProvider
 from arco_dispatch.memory_provider import MemoryProvider
 from arco_dispatch.summary import CycleError
-from arco_dispatch.testing import (
-    CANONICAL_ENVELOPE_KEYS,
-    DISPATCH_SECRET,
-    SCOPE,
-    T0,
-    FakeClock,
-    FakeCloudTasksTransport,
-    age,
-    client_with,
-    complete,
-    events,
-    names_of,
-    outbox_row,
-    outbox_rows,
-    planned,
-    run_row,
-    start,
-    task_row,
-    trigger,
-)
 from arco_dispatcher.cycle import DispatchSummary
 from arco_envelope import WorkerDispatchEnvelope, attempt_id, cloud_task_name
 from arco_orchestration.db import Database
 from arco_orchestration.facts import EventKind, request_dispatch
 from arco_orchestration.models import DispatchOutbox, Run, Task
 from arco_orchestration.states import OutboxStatus, TaskState
+from arco_testkit.clock import T0, FakeClock
+from arco_testkit.dispatching import (
+    CANONICAL_ENVELOPE_KEYS,
+    FakeCloudTasksTransport,
+    client_with,
+    names_of,
+)
+from arco_testkit.facts import (
+    age,
+    complete,
+    load_run,
+    load_task,
+    outbox_by_dispatch_id,
+    outbox_row,
+    planned,
+    start,
+    task_events,
+    trigger,
+)
+from arco_testkit.values import DISPATCH_SECRET, SCOPE
 
 QUEUE = "projects/proj/locations/loc/queues/arco-flow-dispatch"
 
@@ -59,19 +59,19 @@ def test_a_ready_task_is_requested_and_enqueued_in_the_same_cycle(
     assert summary == DispatchSummary(
         ready_dispatch_emitted=1, dispatch_actions=1, dispatch_enqueued=1
     )
-    [row] = outbox_rows(database)
+    [row] = outbox_by_dispatch_id(database)
     assert row.dispatch_id == "dispatch:run1:extract:1"
     assert (row.attempt, row.attempt_id) == (1, attempt_id("dispatch:run1:extract:1"))
     assert row.worker_queue == "default-queue"
     assert row.status == OutboxStatus.CREATED
     assert row.cloud_task_id == cloud_task_name("dispatch:run1:extract:1")
-    task = task_row(database, "run1", "extract")
+    task = load_task(database, "run1", "extract")
     assert (task.state, task.attempt, task.attempt_id) == (
         TaskState.DISPATCHED,
         1,
         row.attempt_id,
     )
-    assert task_row(database, "run1", "load").state == TaskState.BLOCKED
+    assert load_task(database, "run1", "load").state == TaskState.BLOCKED
     [message] = queue.peek()
     envelope = WorkerDispatchEnvelope.from_json(message.body)
     assert envelope.dispatch_id == "dispatch:run1:extract:1"
@@ -89,7 +89,7 @@ def test_a_task_made_ready_by_a_completion_goes_out_in_the_next_cycle(
     dispatcher.cycle.run()
     start(database, "run1", "extract", now=clock())
     complete(database, "run1", "extract", now=clock())
-    assert task_row(database, "run1", "load").state == TaskState.READY
+    assert load_task(database, "run1", "load").state == TaskState.READY
     summary = dispatcher.cycle.run()
     assert (summary.ready_dispatch_emitted, summary.dispatch_enqueued) == (1, 1)
     assert [m.name for m in queue.peek()][-1] == cloud_task_name("dispatch:run1:load:1")
@@ -113,7 +113,7 @@ def test_an_existing_dispatch_is_not_requested_again(
     assert summary.dispatch_enqueued == 1  # the PENDING row
     summary = run_cycle(make_dispatcher, queue)  # now CREATED
     assert (summary.ready_dispatch_skipped, summary.dispatch_actions) == (1, 0)
-    assert len(outbox_rows(database)) == 1
+    assert len(outbox_by_dispatch_id(database)) == 1
 
 
 def test_no_snapshot_lag_in_a_transactional_database(
@@ -142,9 +142,9 @@ def test_a_cancel_requested_run_is_not_dispatched(
     summary = run_cycle(make_dispatcher, queue)
     assert (summary.ready_dispatch_emitted, summary.ready_dispatch_skipped) == (0, 1)
     assert queue.peek() == []
-    assert outbox_rows(database) == []
-    assert task_row(database, "run1", "extract").state == TaskState.CANCELLED
-    assert run_row(database, "run1").state == "CANCELLED"
+    assert outbox_by_dispatch_id(database) == []
+    assert load_task(database, "run1", "extract").state == TaskState.CANCELLED
+    assert load_run(database, "run1").state == "CANCELLED"
 
 
 def test_each_ready_task_gets_its_own_deterministic_dispatch(
@@ -155,7 +155,7 @@ def test_each_ready_task_gets_its_own_deterministic_dispatch(
     trigger(database, "run1", [planned("a"), planned("b"), planned("c")])
     summary = run_cycle(make_dispatcher, MemoryProvider())
     assert summary.ready_dispatch_emitted == 3
-    rows = outbox_rows(database)
+    rows = outbox_by_dispatch_id(database)
     assert [r.attempt_id for r in rows] == [attempt_id(f"dispatch:run1:{k}:1") for k in "abc"]
     assert len({r.attempt_id for r in rows}) == 3
 
@@ -216,7 +216,7 @@ def test_queue_full_and_provider_errors_leave_the_row_pending_for_the_next_cycle
     ]
     assert summary.errors[0].message == "queue full"
     assert summary.errors[1].message.startswith("Cloud Tasks API error: 500")
-    assert {r.status for r in outbox_rows(database)} == {OutboxStatus.PENDING}
+    assert {r.status for r in outbox_by_dispatch_id(database)} == {OutboxStatus.PENDING}
     summary = dispatcher.cycle.run()
     assert (summary.dispatch_enqueued, summary.errors) == (2, [])
 
@@ -254,14 +254,14 @@ def test_a_due_retry_is_dispatched_when_due_not_before(
     dispatcher.cycle.run()
     start(database, "run1", "extract", now=clock())
     complete(database, "run1", "extract", now=clock(), outcome="FAILED")
-    task = task_row(database, "run1", "extract")
+    task = load_task(database, "run1", "extract")
     assert (task.state, task.retry_not_before) == (TaskState.RETRY_WAIT, T0 + timedelta(seconds=30))
     clock.advance(timedelta(seconds=29))
     assert dispatcher.cycle.run() == DispatchSummary()
     clock.advance(timedelta(seconds=1))
     summary = dispatcher.cycle.run()
     assert (summary.ready_dispatch_emitted, summary.dispatch_enqueued) == (1, 1)
-    task = task_row(database, "run1", "extract")
+    task = load_task(database, "run1", "extract")
     assert (task.state, task.attempt, task.retry_not_before) == (TaskState.DISPATCHED, 2, None)
     assert task.error_message == "boom"
     envelope = WorkerDispatchEnvelope.from_json(queue.peek()[-1].body)
@@ -275,7 +275,7 @@ def test_the_dispatched_envelope_key_set_goes_to_the_task_history(
     trigger(database, "run1", [planned("extract", partition_key="date=d:2026-01-01")])
     queue = MemoryProvider()
     run_cycle(make_dispatcher, queue)
-    [enqueued] = events(database, "run1", "extract", EventKind.DISPATCH_ENQUEUED)
+    [enqueued] = task_events(database, "run1", "extract", EventKind.DISPATCH_ENQUEUED)
     assert enqueued.detail is not None
     assert enqueued.detail["envelopeKeys"] == CANONICAL_ENVELOPE_KEYS
     token = WorkerDispatchEnvelope.from_json(queue.peek()[0].body).task_token

@@ -11,23 +11,22 @@ from services.dispatcher.tests.conftest import MakeDispatcher
 
 from arco_dispatch.http_provider import HttpQueueProvider
 from arco_dispatch.memory_provider import MemoryProvider
-from arco_dispatch.testing import (
-    SCOPE,
-    T0,
-    FakeClock,
-    events,
-    outbox_rows,
-    planned,
-    start,
-    task_row,
-    trigger,
-)
 from arco_dispatcher import cycle as cycle_module
 from arco_envelope import cloud_task_name
 from arco_orchestration.db import Database
 from arco_orchestration.facts import EventKind, record_enqueues, request_dispatch
 from arco_orchestration.models import TaskEvent
 from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
+from arco_testkit.clock import T0, FakeClock
+from arco_testkit.facts import (
+    load_task,
+    outbox_by_dispatch_id,
+    planned,
+    start,
+    task_events,
+    trigger,
+)
+from arco_testkit.values import SCOPE
 
 
 def _poison(database: Database, run_id: str, key: str) -> None:
@@ -61,11 +60,11 @@ def test_many_runs_are_requested_and_enqueued_in_batches(
         10,
         [],
     )
-    assert {row.status for row in outbox_rows(database)} == {OutboxStatus.CREATED}
+    assert {row.status for row in outbox_by_dispatch_id(database)} == {OutboxStatus.CREATED}
     assert len(queue.peek()) == 10
     for index in range(5):
         for key in "ab":
-            kinds = [e.kind for e in events(database, f"run{index}", key)]
+            kinds = [e.kind for e in task_events(database, f"run{index}", key)]
             assert kinds == [EventKind.DISPATCH_REQUESTED, EventKind.DISPATCH_ENQUEUED]
 
 
@@ -78,11 +77,11 @@ def test_a_bad_task_fails_alone_and_its_batch_is_still_dispatched(
     summary = make_dispatcher(queue).cycle.run()
     assert summary.ready_dispatch_emitted == 2
     assert [(e.kind, e.id) for e in summary.errors] == [("ready_dispatch_failed", "run1:b")]
-    assert task_row(database, "run1", "b").state == TaskState.READY
+    assert load_task(database, "run1", "b").state == TaskState.READY
     assert sorted(m.name for m in queue.peek()) == sorted(
         cloud_task_name(f"dispatch:run1:{key}:1") for key in "ac"
     )
-    assert sorted(row.dispatch_id for row in outbox_rows(database)) == [
+    assert sorted(row.dispatch_id for row in outbox_by_dispatch_id(database)) == [
         "dispatch:run1:a:1",
         "dispatch:run1:c:1",
     ]
@@ -108,9 +107,9 @@ def test_a_task_dispatched_meanwhile_is_skipped_without_a_second_row(
         patch.setattr(cycle_module, "batches", after_the_scan)
         summary = dispatcher.cycle.run()
     assert (summary.ready_dispatch_emitted, summary.ready_dispatch_skipped) == (1, 1)
-    assert task_row(database, "run1", "a").state == TaskState.RUNNING
-    assert [row.dispatch_id for row in outbox_rows(database)] == ["dispatch:run1:b:1"]
-    assert len(events(database, "run1", "a", EventKind.DISPATCH_REQUESTED)) == 1
+    assert load_task(database, "run1", "a").state == TaskState.RUNNING
+    assert [row.dispatch_id for row in outbox_by_dispatch_id(database)] == ["dispatch:run1:b:1"]
+    assert len(task_events(database, "run1", "a", EventKind.DISPATCH_REQUESTED)) == 1
 
 
 def test_the_http_provider_queues_the_row_in_the_request_transaction(
@@ -120,12 +119,12 @@ def test_the_http_provider_queues_the_row_in_the_request_transaction(
     summary = make_dispatcher(HttpQueueProvider()).cycle.run()
     assert (summary.ready_dispatch_emitted, summary.dispatch_enqueued) == (2, 2)
     assert summary.dispatch_actions == 2
-    for row in outbox_rows(database):
+    for row in outbox_by_dispatch_id(database):
         assert row.status == OutboxStatus.CREATED
         assert row.delivery_state == DeliveryState.QUEUED
         assert row.next_delivery_at == T0
         assert row.cloud_task_id == cloud_task_name(row.dispatch_id)
-    [enqueued] = events(database, "run1", "a", EventKind.DISPATCH_ENQUEUED)
+    [enqueued] = task_events(database, "run1", "a", EventKind.DISPATCH_ENQUEUED)
     assert enqueued.detail is not None
     assert enqueued.detail["deduplicated"] is False
     assert "taskToken" in enqueued.detail["envelopeKeys"]
@@ -149,13 +148,13 @@ def test_a_crash_between_sending_and_recording_leaves_the_rows_pending(
         patch.setattr("arco_dispatch.sending.record_enqueues", crash)
         summary = dispatcher.cycle.run()
     assert summary.dispatch_failed == 2
-    assert {row.status for row in outbox_rows(database)} == {OutboxStatus.PENDING}
+    assert {row.status for row in outbox_by_dispatch_id(database)} == {OutboxStatus.PENDING}
     assert len(queue.peek()) == 2
     summary = dispatcher.cycle.run()
     assert (summary.dispatch_deduplicated, summary.errors) == (2, [])
-    assert {row.status for row in outbox_rows(database)} == {OutboxStatus.CREATED}
+    assert {row.status for row in outbox_by_dispatch_id(database)} == {OutboxStatus.CREATED}
     assert len(queue.peek()) == 2
-    [enqueued] = events(database, "run1", "a", EventKind.DISPATCH_ENQUEUED)
+    [enqueued] = task_events(database, "run1", "a", EventKind.DISPATCH_ENQUEUED)
     assert enqueued.detail is not None
     assert enqueued.detail["deduplicated"] is True
 
@@ -177,7 +176,7 @@ def test_a_failed_record_batch_is_retried_row_by_row(
     assert [(e.kind, e.id) for e in summary.errors] == [
         ("dispatch_enqueue_failed", "dispatch:run1:b:1")
     ]
-    statuses = {row.dispatch_id: row.status for row in outbox_rows(database)}
+    statuses = {row.dispatch_id: row.status for row in outbox_by_dispatch_id(database)}
     assert statuses == {
         "dispatch:run1:a:1": OutboxStatus.CREATED,
         "dispatch:run1:b:1": OutboxStatus.PENDING,

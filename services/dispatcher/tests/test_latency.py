@@ -10,18 +10,13 @@ from services.dispatcher.tests.conftest import MakeDispatcher
 
 from arco_dispatch.memory_provider import MemoryProvider
 from arco_dispatch.runner import INTERVAL
-from arco_dispatch.testing import (
-    FakeClock,
-    is_postgres,
-    planned,
-    settings_values,
-    trigger,
-    wait_until,
-)
 from arco_dispatcher.app import Dispatcher, create_app
 from arco_dispatcher.settings import DispatcherSettings
 from arco_envelope import cloud_task_name
 from arco_orchestration.db import Database
+from arco_testkit.clock import FakeClock, wait_until
+from arco_testkit.dispatching import settings_values
+from arco_testkit.facts import is_postgres, planned, trigger
 
 AN_HOUR_MS = 3_600_000
 

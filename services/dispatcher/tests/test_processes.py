@@ -12,22 +12,20 @@ import pytest
 from services.dispatcher.tests.processes import ServiceProcess, service_env
 
 from arco_dispatch.clock import utc_now
-from arco_dispatch.testing import (
-    SCOPE,
-    Answer,
-    ReceivedDispatch,
-    RecordingWorker,
-    complete,
-    is_postgres,
-    outbox_rows,
-    planned,
-    run_row,
-    start,
-    trigger,
-    wait_until,
-)
 from arco_orchestration.db import Database
 from arco_orchestration.states import DeliveryState
+from arco_testkit.clock import wait_until
+from arco_testkit.dispatching import Answer, ReceivedDispatch, RecordingWorker
+from arco_testkit.facts import (
+    complete,
+    is_postgres,
+    load_run,
+    outbox_by_dispatch_id,
+    planned,
+    start,
+    trigger,
+)
+from arco_testkit.values import SCOPE
 
 TASKS = 8
 CONCURRENCY = 3
@@ -88,7 +86,9 @@ def test_a_killed_dispatcher_loses_nothing_and_repeats_no_answered_delivery(
     processes.append(first)
 
     def delivered() -> int:
-        return sum(r.delivery_state == DeliveryState.DELIVERED for r in outbox_rows(database))
+        return sum(
+            r.delivery_state == DeliveryState.DELIVERED for r in outbox_by_dispatch_id(database)
+        )
 
     try:
         wait_until(lambda: delivered() == ANSWERED_AT_ONCE and gate.held >= CONCURRENCY, timeout=60)
@@ -134,7 +134,9 @@ def test_two_dispatchers_and_two_sweepers_deliver_each_attempt_exactly_once(
             database, run_id, [planned("a"), planned("b", "a"), planned("c", "b"), planned("d")]
         )
     try:
-        wait_until(lambda: all(run_row(database, r).state == "SUCCEEDED" for r in runs), timeout=90)
+        wait_until(
+            lambda: all(load_run(database, r).state == "SUCCEEDED" for r in runs), timeout=90
+        )
     except AssertionError:
         pytest.fail("\n".join(p.output() for p in processes))
     expected = sorted(f"dispatch:{r}:{k}:1" for r in runs for k in "abcd")

@@ -9,16 +9,11 @@ import pytest
 
 from arco_dispatch.memory_provider import MemoryProvider
 from arco_dispatch.provider import Provider
-from arco_dispatch.testing import T0, FakeClock, settings_values
 from arco_orchestration.db import Database
 from arco_sweeper.app import SweeperService, build_sweeper
 from arco_sweeper.settings import SweeperSettings
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
+from arco_testkit.clock import FakeClock
+from arco_testkit.dispatching import settings_values
 
 MakeSweeper = Callable[..., SweeperService]
 

@@ -10,25 +10,15 @@ from fastapi.testclient import TestClient
 
 from arco_dispatch.adapters import make_sender
 from arco_dispatch.memory_provider import MemoryProvider
-from arco_dispatch.testing import (
-    RUN_TOKEN,
-    SCOPE,
-    T0,
-    FakeClock,
-    complete,
-    flow_settings,
-    outbox_row,
-    planned,
-    settings_values,
-    start,
-    task_row,
-    trigger,
-)
 from arco_orchestration.db import Database
 from arco_orchestration.facts import request_dispatch
 from arco_orchestration.states import OutboxStatus, TaskState
 from arco_sweeper.app import create_app
 from arco_sweeper.settings import SweeperSettings
+from arco_testkit.clock import T0, FakeClock
+from arco_testkit.dispatching import flow_settings, settings_values
+from arco_testkit.facts import complete, load_task, outbox_row, planned, start, trigger
+from arco_testkit.values import RUN_TOKEN, SCOPE
 
 UPSTREAM_KEYS = {
     "repairs_created",
@@ -79,7 +69,7 @@ def test_a_failed_first_attempt_is_bootstrapped_by_the_sweeper_route(
     )
     start(database, "run1", "extract", now=T0)
     complete(database, "run1", "extract", now=T0, outcome="FAILED")
-    failed = task_row(database, "run1", "extract")
+    failed = load_task(database, "run1", "extract")
     assert (failed.state, failed.retry_not_before) == (
         TaskState.RETRY_WAIT,
         T0 + timedelta(seconds=30),
@@ -99,7 +89,7 @@ def test_a_failed_first_attempt_is_bootstrapped_by_the_sweeper_route(
             "reason": "retry_wait_bootstrap",
         }
     ]
-    task = task_row(database, "run1", "extract")
+    task = load_task(database, "run1", "extract")
     assert (task.state, task.attempt, task.retry_not_before) == (TaskState.DISPATCHED, 2, None)
     row = outbox_row(database, "dispatch:run1:extract:2")
     assert row is not None

@@ -15,25 +15,6 @@ from arco_dispatch.http_provider import HttpQueueProvider
 from arco_dispatch.memory_provider import MemoryProvider
 from arco_dispatch.provider import EnqueueResult, Provider
 from arco_dispatch.summary import CycleError
-from arco_dispatch.testing import (
-    SCOPE,
-    T0,
-    FakeClock,
-    FakeCloudTasksTransport,
-    client_with,
-    complete,
-    events,
-    flow_settings,
-    heartbeat,
-    names_of,
-    outbox_row,
-    outbox_rows,
-    planned,
-    run_row,
-    start,
-    task_row,
-    trigger,
-)
 from arco_envelope import WorkerDispatchEnvelope, attempt_id, cloud_task_name
 from arco_orchestration.db import Database
 from arco_orchestration.delivery import claim_due_deliveries
@@ -41,6 +22,21 @@ from arco_orchestration.facts import EventKind, record_redispatch, request_dispa
 from arco_orchestration.models import DispatchOutbox, Run, Task
 from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
 from arco_sweeper.rules import Repair, SweepSummary, redispatch_name
+from arco_testkit.clock import T0, FakeClock
+from arco_testkit.dispatching import FakeCloudTasksTransport, client_with, flow_settings, names_of
+from arco_testkit.facts import (
+    complete,
+    heartbeat,
+    load_run,
+    load_task,
+    outbox_by_dispatch_id,
+    outbox_row,
+    planned,
+    start,
+    task_events,
+    trigger,
+)
+from arco_testkit.values import SCOPE
 
 MINUTE = timedelta(minutes=1)
 
@@ -77,11 +73,11 @@ def test_r1_a_ready_task_nobody_dispatched_gets_its_dispatch(
         repairs_created=1,
         repairs=[Repair("create_dispatch", "dispatch:run1:old:1", "R1", "stuck_ready_360s")],
     )
-    old = task_row(database, "run1", "old")
+    old = load_task(database, "run1", "old")
     assert (old.state, old.attempt) == (TaskState.DISPATCHED, 1)
     assert outbox_row(database, "dispatch:run1:old:1") is not None
-    assert task_row(database, "run2", "young").state == TaskState.READY
-    assert len(outbox_rows(database, "run1")) == 2
+    assert load_task(database, "run2", "young").state == TaskState.READY
+    assert len(outbox_by_dispatch_id(database, "run1")) == 2
 
 
 def test_r2_a_stuck_dispatch_is_resent_and_a_missing_row_recreated(
@@ -120,7 +116,7 @@ def test_r2_a_stuck_dispatch_is_resent_and_a_missing_row_recreated(
     row = outbox_row(database, stuck)
     assert row is not None
     assert (row.redispatch_count, row.created_at, row.cloud_task_id) == (1, T0, message.name)
-    [redispatched] = events(database, "run1", "stuck", EventKind.REDISPATCHED)
+    [redispatched] = task_events(database, "run1", "stuck", EventKind.REDISPATCHED)
     assert redispatched.detail == {"dispatchId": stuck, "redispatch": 1}
     recreated = outbox_row(database, lost)
     assert recreated is not None
@@ -152,7 +148,7 @@ def test_r2_re_sends_back_off_and_are_bounded_then_the_attempt_fails(
     summary = sweeper.run()
     assert summary.repairs == [Repair("fail_attempt", stuck, "R2", "dispatch_timeout")]
     assert summary.redispatch_exhausted == 1
-    task = task_row(database, "run1", "stuck")
+    task = load_task(database, "run1", "stuck")
     assert (task.state, task.error_message) == (TaskState.RETRY_WAIT, "dispatch_timeout")
     assert outbox_row(database, stuck) is None
     assert resent_at[1] - resent_at[0] == 20 * MINUTE + timedelta(seconds=1)
@@ -176,7 +172,7 @@ def test_r3_a_due_retry_is_bootstrapped(database: Database, make_sweeper: MakeSw
         Repair("create_dispatch", "dispatch:run1:due:2", "R3", "retry_wait_bootstrap"),
         Repair("create_dispatch", "dispatch:run1:legacy:2", "R3", "retry_wait_bootstrap"),
     ]
-    assert task_row(database, "run1", "early").state == TaskState.RETRY_WAIT
+    assert load_task(database, "run1", "early").state == TaskState.RETRY_WAIT
 
 
 def test_r4_a_silent_running_task_is_reaped_after_timeout_plus_grace(
@@ -199,13 +195,13 @@ def test_r4_a_silent_running_task_is_reaped_after_timeout_plus_grace(
         ],
     )
     assert summary.skipped_due_to_lag == 0
-    zombie = task_row(database, "run1", "zombie")
+    zombie = load_task(database, "run1", "zombie")
     assert (zombie.state, zombie.error_message) == (
         TaskState.RETRY_WAIT,
         "heartbeat_timeout_anti_entropy",
     )
     assert zombie.retry_not_before == T0 + timedelta(seconds=30)
-    [reaped] = events(database, "run1", "zombie", EventKind.REAPED)
+    [reaped] = task_events(database, "run1", "zombie", EventKind.REAPED)
     assert reaped.detail is not None
     assert (
         reaped.detail["outcome"],
@@ -213,7 +209,7 @@ def test_r4_a_silent_running_task_is_reaped_after_timeout_plus_grace(
         reaped.detail["errorMessage"],
     ) == ("FAILED", "anti-entropy", "heartbeat_timeout_anti_entropy")
     for key in ("edge", "alive"):
-        assert task_row(database, "run1", key).state == TaskState.RUNNING
+        assert load_task(database, "run1", key).state == TaskState.RUNNING
 
 
 def test_the_failures_a_sweep_records_retry_after_the_configured_backoff(
@@ -237,7 +233,7 @@ def test_the_failures_a_sweep_records_retry_after_the_configured_backoff(
         ("R4", "heartbeat_timeout_anti_entropy"),
     ]
     for key in ("zombie", "stuck"):
-        task = task_row(database, "run1", key)
+        task = load_task(database, "run1", key)
         assert (task.state, task.retry_not_before) == (
             TaskState.RETRY_WAIT,
             T0 + timedelta(seconds=5),
@@ -267,8 +263,8 @@ def test_redrive_and_reaper_run_in_one_sweep_and_healthy_tasks_are_left_alone(
         ("R4", "dispatch:run1:zombie:1"),
     ]
     assert summary.skipped_due_to_lag == 0
-    assert task_row(database, "run1", "beating").state == TaskState.RUNNING
-    assert task_row(database, "run1", "done").state == TaskState.SUCCEEDED
+    assert load_task(database, "run1", "beating").state == TaskState.RUNNING
+    assert load_task(database, "run1", "done").state == TaskState.SUCCEEDED
 
 
 def test_redispatch_names_are_unique_per_repair_and_not_the_original() -> None:
@@ -289,9 +285,9 @@ def test_an_exhausted_attempt_fails_for_good(database: Database, make_sweeper: M
     dispatch(database, "once", at=T0 - 10 * MINUTE, provider=queue)
     start(database, "run1", "once", now=T0 - 10 * MINUTE)
     sweep(make_sweeper, queue)
-    task = task_row(database, "run1", "once")
+    task = load_task(database, "run1", "once")
     assert (task.state, task.retry_not_before) == (TaskState.FAILED, None)
-    assert run_row(database, "run1").state == "FAILED"
+    assert load_run(database, "run1").state == "FAILED"
 
 
 def test_unstarted_tasks_of_a_cancel_requested_run_are_cancelled(
@@ -314,9 +310,9 @@ def test_unstarted_tasks_of_a_cancel_requested_run_are_cancelled(
     summary = sweep(make_sweeper, queue)
     assert summary.tasks_cancelled == 2
     assert sorted(r.id for r in summary.repairs) == ["run1:sent", "run1:waiting"]
-    assert task_row(database, "run1", "waiting").state == TaskState.CANCELLED
-    assert task_row(database, "run1", "sent").state == TaskState.CANCELLED
-    assert task_row(database, "run1", "running").state == TaskState.RUNNING
+    assert load_task(database, "run1", "waiting").state == TaskState.CANCELLED
+    assert load_task(database, "run1", "sent").state == TaskState.CANCELLED
+    assert load_task(database, "run1", "running").state == TaskState.RUNNING
 
 
 class FailingFor:

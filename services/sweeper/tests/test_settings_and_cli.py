@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from arco_dispatch.testing import DISPATCH_SECRET, RUN_TOKEN, TOKEN_SECRET, settings_values
 from arco_sweeper import cli
 from arco_sweeper.rules import SweepThresholds
 from arco_sweeper.settings import SweeperSettings
+from arco_testkit.dispatching import settings_values
+from arco_testkit.values import DISPATCH_SECRET, RUN_TOKEN, TASK_SECRET
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +60,7 @@ def test_bad_configuration_is_refused_with_every_problem_named(
     monkeypatch.setenv("ARCO_FLOW_DISPATCH_TARGET_URL", "http://127.0.0.1:9/dispatch")
     monkeypatch.setenv("ARCO_FLOW_CALLBACK_BASE_URL", "https://api.example")
     monkeypatch.setenv("ARCO_FLOW_WORKER_DISPATCH_SECRET", DISPATCH_SECRET)
-    monkeypatch.setenv("ARCO_FLOW_TASK_TOKEN_SECRET", TOKEN_SECRET)
+    monkeypatch.setenv("ARCO_FLOW_TASK_TOKEN_SECRET", TASK_SECRET)
     monkeypatch.setenv("ARCO_FLOW_RUN_TOKEN", RUN_TOKEN)
     monkeypatch.setenv("ARCO_FLOW_TASK_TOKEN_ISSUER", "https://issuer.task")
     monkeypatch.setenv("ARCO_FLOW_TASK_TIMEOUT_SECS", "0")
@@ -84,7 +85,7 @@ def test_a_database_not_at_head_is_refused(
         "ARCO_FLOW_DISPATCH_TARGET_URL": "http://127.0.0.1:9/dispatch",
         "ARCO_FLOW_CALLBACK_BASE_URL": "https://api.example",
         "ARCO_FLOW_WORKER_DISPATCH_SECRET": DISPATCH_SECRET,
-        "ARCO_FLOW_TASK_TOKEN_SECRET": TOKEN_SECRET,
+        "ARCO_FLOW_TASK_TOKEN_SECRET": TASK_SECRET,
         "ARCO_FLOW_RUN_TOKEN": RUN_TOKEN,
         "ARCO_FLOW_TASK_TOKEN_ISSUER": "https://issuer.task",
         "ARCO_FLOW_TASK_TOKEN_AUDIENCE": "arco-worker-callback",

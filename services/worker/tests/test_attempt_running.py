@@ -15,10 +15,10 @@ from services.worker.tests.worker_test_support import (
     now,
     running_worker,
     stamp,
-    wait_until,
 )
 
 from arco_envelope import WorkerDispatchEnvelope
+from arco_testkit.clock import wait_until
 from arco_worker import TaskContext, Worker
 from arco_worker.execution import Timings, heartbeat_interval
 

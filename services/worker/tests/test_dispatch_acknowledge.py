@@ -16,10 +16,10 @@ from services.worker.tests.worker_test_support import (
     free_port,
     make_envelope,
     running_worker,
-    wait_until,
 )
 
 from arco_envelope import ATTEMPT_OVER_CODES
+from arco_testkit.clock import wait_until
 from arco_worker import TaskContext, Worker
 from arco_worker.dedupe import DeliveryState
 

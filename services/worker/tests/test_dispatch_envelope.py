@@ -17,9 +17,9 @@ from services.worker.tests.worker_test_support import (
     now,
     running_worker,
     stamp,
-    wait_until,
 )
 
+from arco_testkit.clock import wait_until
 from arco_worker import TaskContext, Worker
 from arco_worker.dispatch_checks import normalize_url
 

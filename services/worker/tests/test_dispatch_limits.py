@@ -23,11 +23,11 @@ from services.worker.tests.worker_test_support import (
     free_port,
     make_envelope,
     running_worker,
-    wait_until,
     worker_env,
 )
 
 from arco_envelope import DISPATCH_SECRET_HEADER
+from arco_testkit.clock import wait_until
 from arco_worker import Worker
 
 LIMIT = 4096

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from arco_worker import RegistrationError, TaskContext, Worker
-from arco_worker.cli import load_worker
 from arco_worker.dedupe import DeliveryState, DispatchRegistry
+from arco_worker.serving import load_worker
 
 
 def test_decorator_registers_sync_and_async_handlers() -> None:

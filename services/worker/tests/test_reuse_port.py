@@ -17,11 +17,11 @@ from services.worker.tests.worker_test_support import (
     console_script,
     free_port,
     make_envelope,
-    wait_until,
     worker_env,
 )
 
 from arco_envelope import DISPATCH_SECRET_HEADER
+from arco_testkit.clock import wait_until
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from services.worker.tests.worker_test_support import (
     stamp,
 )
 
-from arco_worker.cli import build_worker
+from arco_worker.serving import build_worker
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from services.worker.tests.worker_test_support import worker_env
 
-from arco_worker import RegistrationError, cli
+from arco_worker import RegistrationError, cli, serving
 from arco_worker.settings import SettingsError, load_settings
 
 LONG = "dispatch-secret-0123456789abcdef0123"
@@ -98,7 +98,7 @@ def test_cli_refuses_to_start_without_the_secret(
     for name in ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ARCO_HTTP_PORT", "70000")
-    assert cli.main([]) == cli.EXIT_CONFIG
+    assert cli.main([]) == serving.EXIT_CONFIG
     err = capsys.readouterr().err
     assert "refusing to start" in err
     for name in (
@@ -115,17 +115,17 @@ def test_cli_refuses_to_start_without_handlers(
 ) -> None:
     for name, value in worker_env("http://api.example", ARCO_WORKER_SAMPLE_TASKS="false").items():
         monkeypatch.setenv(name, value)
-    assert cli.main([]) == cli.EXIT_CONFIG
+    assert cli.main([]) == serving.EXIT_CONFIG
     assert "no task handlers" in capsys.readouterr().err
-    assert cli.main(["--worker", "no_such_module_xyz:worker"]) == cli.EXIT_CONFIG
+    assert cli.main(["--worker", "no_such_module_xyz:worker"]) == serving.EXIT_CONFIG
     assert "cannot import" in capsys.readouterr().err
 
 
 def test_worker_spec_is_loaded() -> None:
-    assert set(cli.load_worker("arco_worker.samples:samples").tasks) >= {"demo.sleep"}
+    assert set(serving.load_worker("arco_worker.samples:samples").tasks) >= {"demo.sleep"}
     for spec in ("arco_worker.samples", "arco_worker.samples:nope", ":x"):
         with pytest.raises(RegistrationError):
-            cli.load_worker(spec)
+            serving.load_worker(spec)
 
 
 def test_a_short_secret_is_refused_outside_dev_and_warned_in_dev(
@@ -148,7 +148,7 @@ def test_a_short_secret_is_refused_outside_dev_and_warned_in_dev(
         "ARCO_WORKER_SAMPLE_TASKS": "true",
     }.items():
         monkeypatch.setenv(name, value)
-    assert cli.main([]) == cli.EXIT_CONFIG
+    assert cli.main([]) == serving.EXIT_CONFIG
     err = capsys.readouterr().err
     assert "refusing to start" in err
     assert "  - ARCO_FLOW_WORKER_DISPATCH_SECRET is 5 bytes" in err

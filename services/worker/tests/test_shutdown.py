@@ -23,14 +23,14 @@ from services.worker.tests.worker_test_support import (
     free_port,
     make_envelope,
     make_settings,
-    wait_until,
     worker_env,
 )
 
 from arco_envelope import DISPATCH_SECRET_HEADER, WorkerDispatchEnvelope
+from arco_testkit.clock import wait_until
 from arco_worker import TaskContext, Worker
-from arco_worker.cli import REPEATED_SIGNAL_WINDOW_SECS
 from arco_worker.service import WorkerService
+from arco_worker.serving import REPEATED_SIGNAL_WINDOW_SECS
 
 
 def _completed(api: FakeCallbackApi, envelope: dict[str, Any]) -> list[dict[str, Any]]:

@@ -12,10 +12,9 @@ import json
 import socket
 import sys
 import threading
-import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,15 +31,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from arco_envelope import DISPATCH_SECRET_HEADER, callback_task_id, dispatch_id
+from arco_testkit.clock import wait_until
+from arco_testkit.values import TENANT, WORKSPACE
 from arco_worker.app import create_app
 from arco_worker.client import RetryPolicy
-from arco_worker.registry import Worker
+from arco_worker.registry import TaskRegistry
 from arco_worker.service import ServiceOptions, WorkerService
 from arco_worker.settings import WorkerSettings, load_settings
 
 SECRET = "s3cret-dispatch-0123456789abcdef0123"
-TENANT = "tenant-a"
-WORKSPACE = "workspace-b"
 DEFAULT_TIMEOUT = 10.0
 
 # Fast, deterministic knobs: tiny backoff, quick heartbeats, short graces.
@@ -48,17 +47,6 @@ FAST_RETRY = RetryPolicy(base_delay_secs=0.002, max_delay_secs=0.02, max_attempt
 FAST_OPTIONS = ServiceOptions(
     retry=FAST_RETRY, heartbeat_interval_secs=0.05, completion_flush_secs=3.0
 )
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT, what: str = "condition"
-) -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)
 
 
 def now() -> datetime:
@@ -285,12 +273,12 @@ class RunningWorker:
 
     def wait_idle(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until no dispatch is in flight."""
-        wait_until(lambda: self.service.running == 0, timeout, "the worker to go idle")
+        wait_until(lambda: self.service.running == 0, timeout, what="the worker to go idle")
 
 
 @contextmanager
 def running_worker(
-    worker: Worker,
+    worker: TaskRegistry,
     api: FakeCallbackApi,
     *,
     options: ServiceOptions = FAST_OPTIONS,

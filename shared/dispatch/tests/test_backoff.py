@@ -6,7 +6,7 @@ import random
 from datetime import timedelta
 
 from arco_dispatch.backoff import MAX_RETRY_AFTER, delivery_backoff, retry_after
-from arco_dispatch.testing import T0
+from arco_testkit.clock import T0
 
 MINIMUM = timedelta(seconds=1)
 MAXIMUM = timedelta(seconds=300)

@@ -8,17 +8,6 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from arco_dispatch.testing import (
-    SCOPE,
-    T0,
-    events,
-    outbox_row,
-    outbox_rows,
-    planned,
-    start,
-    task_row,
-    trigger,
-)
 from arco_orchestration.db import Database
 from arco_orchestration.delivery import Delivered, claim_due_deliveries, record_deliveries
 from arco_orchestration.facts import (
@@ -30,6 +19,17 @@ from arco_orchestration.facts import (
 )
 from arco_orchestration.models import DispatchOutbox, Task
 from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
+from arco_testkit.clock import T0
+from arco_testkit.facts import (
+    load_task,
+    outbox_by_dispatch_id,
+    outbox_row,
+    planned,
+    start,
+    task_events,
+    trigger,
+)
+from arco_testkit.values import SCOPE
 
 LEASE = timedelta(seconds=60)
 
@@ -60,12 +60,12 @@ def test_a_batch_applies_each_task_s_own_rules(database: Database) -> None:
         "dispatch:run1:b:1",
         None,
     ]
-    assert task_row(database, "run2", "a").state == TaskState.CANCELLED
-    rows = {row.dispatch_id: row for row in outbox_rows(database)}
+    assert load_task(database, "run2", "a").state == TaskState.CANCELLED
+    rows = {row.dispatch_id: row for row in outbox_by_dispatch_id(database)}
     assert sorted(rows) == ["dispatch:run1:a:1", "dispatch:run1:b:1"]
     for row in rows.values():
         assert (row.status, row.delivery_state) == (OutboxStatus.CREATED, DeliveryState.QUEUED)
-    assert [e.kind for e in events(database, "run1", "a")] == [
+    assert [e.kind for e in task_events(database, "run1", "a")] == [
         EventKind.DISPATCH_REQUESTED,
         EventKind.DISPATCH_ENQUEUED,
     ]
@@ -75,8 +75,8 @@ def test_without_queue_the_rows_stay_pending(database: Database) -> None:
     trigger(database, "run1", [planned("a"), planned("b")])
     with database.transaction() as session:
         request_dispatches(session, SCOPE, [("run1", "a"), ("run1", "b")], now=T0)
-    assert {row.status for row in outbox_rows(database)} == {OutboxStatus.PENDING}
-    assert events(database, "run1", "a", EventKind.DISPATCH_ENQUEUED) == []
+    assert {row.status for row in outbox_by_dispatch_id(database)} == {OutboxStatus.PENDING}
+    assert task_events(database, "run1", "a", EventKind.DISPATCH_ENQUEUED) == []
 
 
 def test_delivered_outcomes_of_a_batch_skip_consumed_and_released_rows(
@@ -114,6 +114,6 @@ def test_delivered_outcomes_of_a_batch_skip_consumed_and_released_rows(
     assert c.delivery_state == DeliveryState.QUEUED
     assert c.lease_owner is not None
     assert c.lease_owner.startswith("other:")
-    assert len(events(database, "run1", "a", EventKind.DISPATCH_DELIVERED)) == 1
-    assert events(database, "run1", "b", EventKind.DISPATCH_DELIVERED) == []
-    assert events(database, "run1", "c", EventKind.DISPATCH_DELIVERED) == []
+    assert len(task_events(database, "run1", "a", EventKind.DISPATCH_DELIVERED)) == 1
+    assert task_events(database, "run1", "b", EventKind.DISPATCH_DELIVERED) == []
+    assert task_events(database, "run1", "c", EventKind.DISPATCH_DELIVERED) == []

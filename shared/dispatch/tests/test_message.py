@@ -17,10 +17,11 @@ from arco_dispatch.message import (
     envelope_keys,
     new_traceparent,
 )
-from arco_dispatch.testing import CANONICAL_ENVELOPE_KEYS, T0, flow_settings
 from arco_envelope import WorkerDispatchEnvelope, attempt_id, callback_task_id
 from arco_envelope.tokens import verify_task_token
 from arco_orchestration.facts import DispatchSnapshot, TaskSnapshot
+from arco_testkit.clock import T0
+from arco_testkit.dispatching import CANONICAL_ENVELOPE_KEYS, flow_settings
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
 

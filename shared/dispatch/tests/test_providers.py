@@ -16,8 +16,8 @@ from arco_dispatch.http_provider import HttpQueueProvider
 from arco_dispatch.memory_provider import MemoryProvider
 from arco_dispatch.message import dispatch_headers
 from arco_dispatch.provider import EnqueueResult, EnqueueStatus
-from arco_dispatch.testing import FakeCloudTasksTransport, client_with, flow_settings
 from arco_envelope import cloud_task_name
+from arco_testkit.dispatching import FakeCloudTasksTransport, client_with, flow_settings
 
 QUEUE = "projects/proj/locations/europe-west1/queues/arco-flow-dispatch"
 TARGET = "https://worker.example/dispatch"

@@ -10,7 +10,7 @@ from typing import Any
 
 from arco_dispatch.runner import INTERVAL, CycleRunner
 from arco_dispatch.summary import CycleError
-from arco_dispatch.testing import wait_until
+from arco_testkit.clock import wait_until
 
 
 @dataclass

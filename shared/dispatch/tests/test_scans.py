@@ -11,11 +11,13 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from arco_dispatch.testing import SCOPE, T0, age, is_postgres, planned, start, trigger
 from arco_orchestration import scans
 from arco_orchestration.db import Database
 from arco_orchestration.facts import request_dispatch
 from arco_orchestration.models import Run
+from arco_testkit.clock import T0
+from arco_testkit.facts import age, is_postgres, planned, start, trigger
+from arco_testkit.values import SCOPE
 
 SCANS: dict[str, tuple[Callable[[Session], object], str]] = {
     "ready": (

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from arco_dispatch.settings import FlowSettings, ProviderName, load_settings
-from arco_dispatch.testing import DISPATCH_SECRET, RUN_TOKEN, TOKEN_SECRET, flow_settings
+from arco_testkit.dispatching import flow_settings
+from arco_testkit.values import DISPATCH_SECRET, RUN_TOKEN, TASK_SECRET
 
 ENV = {
     "ARCO_TENANT_ID": "tenant-a",
@@ -14,7 +15,7 @@ ENV = {
     "ARCO_FLOW_DISPATCH_TARGET_URL": "https://worker.example/dispatch",
     "ARCO_FLOW_CALLBACK_BASE_URL": "https://api.example",
     "ARCO_FLOW_WORKER_DISPATCH_SECRET": DISPATCH_SECRET,
-    "ARCO_FLOW_TASK_TOKEN_SECRET": TOKEN_SECRET,
+    "ARCO_FLOW_TASK_TOKEN_SECRET": TASK_SECRET,
     "ARCO_FLOW_RUN_TOKEN": RUN_TOKEN,
     "ARCO_FLOW_TASK_TOKEN_ISSUER": "https://issuer.task",
     "ARCO_FLOW_TASK_TOKEN_AUDIENCE": "arco-worker-callback",
@@ -159,7 +160,7 @@ def test_cloudtasks_needs_its_queue_path_and_a_deadline_cloud_tasks_accepts() ->
 def test_token_config_carries_the_flow_token_settings() -> None:
     config = flow_settings(task_token_ttl_secs=2400).task_token_config()
     assert (config.secret, config.issuer, config.audience, config.ttl_seconds) == (
-        TOKEN_SECRET,
+        TASK_SECRET,
         "https://issuer.task",
         "arco-worker-callback",
         2400,
@@ -170,7 +171,7 @@ def test_secrets_are_secret_str_and_never_shown(env: pytest.MonkeyPatch) -> None
     """Issue 10: secrets are SecretStr; repr and problems never show a value."""
     settings, _ = load_settings(FlowSettings)
     assert settings is not None
-    for value in (DISPATCH_SECRET, TOKEN_SECRET, RUN_TOKEN):
+    for value in (DISPATCH_SECRET, TASK_SECRET, RUN_TOKEN):
         assert value not in repr(settings)
     assert settings.dispatch_secret == DISPATCH_SECRET
 
@@ -178,7 +179,7 @@ def test_secrets_are_secret_str_and_never_shown(env: pytest.MonkeyPatch) -> None
 def test_short_or_shared_secrets_are_refused_outside_dev(env: pytest.MonkeyPatch) -> None:
     """Issue 15 finding 3: under 32 bytes or one value in two roles is named per variable."""
     env.setenv("ARCO_FLOW_RUN_TOKEN", "short")
-    env.setenv("ARCO_FLOW_WORKER_DISPATCH_SECRET", TOKEN_SECRET)
+    env.setenv("ARCO_FLOW_WORKER_DISPATCH_SECRET", TASK_SECRET)
     _, problems = load_settings(FlowSettings)
     assert problems == [
         "ARCO_FLOW_RUN_TOKEN is 5 bytes; it must be at least 32 bytes outside the dev posture "

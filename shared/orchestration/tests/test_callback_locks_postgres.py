@@ -12,9 +12,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from shared.orchestration.tests.conftest import (
-    SCOPE,
-    at,
+
+from arco_envelope import TaskCompletedRequest, callback_task_id
+from arco_orchestration import callbacks, facts
+from arco_orchestration.db import Database
+from arco_orchestration.states import RunState, TaskState
+from arco_testkit.clock import at
+from arco_testkit.facts import (
     counters,
     dispatch,
     load_run,
@@ -25,11 +29,7 @@ from shared.orchestration.tests.conftest import (
     task_events,
     trigger,
 )
-
-from arco_envelope import TaskCompletedRequest, callback_task_id
-from arco_orchestration import callbacks, facts
-from arco_orchestration.db import Database
-from arco_orchestration.states import RunState, TaskState
+from arco_testkit.values import SCOPE
 
 pytestmark = [
     pytest.mark.postgres,

@@ -9,9 +9,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from shared.orchestration.tests.conftest import (
-    SCOPE,
-    at,
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from arco_envelope import TaskCompletedRequest, TaskStartedRequest, callback_task_id
+from arco_orchestration import callbacks
+from arco_orchestration.callbacks import CallbackResult
+from arco_orchestration.db import Database
+from arco_orchestration.states import RunState, TaskState
+from arco_testkit.clock import at
+from arco_testkit.facts import (
     counters,
     dependency_edges,
     dispatch,
@@ -26,14 +33,7 @@ from shared.orchestration.tests.conftest import (
     task_states,
     trigger,
 )
-from sqlalchemy import event
-from sqlalchemy.orm import Session
-
-from arco_envelope import TaskCompletedRequest, TaskStartedRequest, callback_task_id
-from arco_orchestration import callbacks
-from arco_orchestration.callbacks import CallbackResult
-from arco_orchestration.db import Database
-from arco_orchestration.states import RunState, TaskState
+from arco_testkit.values import SCOPE
 
 Result = TypeVar("Result")
 
@@ -169,7 +169,7 @@ def test_a_repeated_retryable_failure_writes_nothing(database: Database) -> None
     (event_row,) = task_events(database, "run-1", "a", "completed")
     assert event_row.to_state == TaskState.RETRY_WAIT
     assert event_row.detail is not None
-    assert event_row.detail["retryNotBefore"] == "2026-03-02T09:00:40Z"
+    assert event_row.detail["retryNotBefore"] == "2026-01-01T00:00:40Z"
 
     again, sent = completed(database, "run-1", "a", body)
     assert (again.status, again.applied) == (200, False)

@@ -9,25 +9,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from shared.orchestration.tests.conftest import (
-    OTHER_WORKSPACE,
-    SCOPE,
-    at,
-    cancel_run,
-    cancelled,
-    complete,
-    dispatch,
-    failed,
-    finish,
-    load_run,
-    load_task,
-    planned,
-    run_task,
-    set_cancel_requested,
-    succeeded,
-    task_events,
-    trigger,
-)
 
 from arco_envelope import (
     CallbackErrorCode,
@@ -43,9 +24,27 @@ from arco_orchestration.callbacks import CallbackResult, ResolvedTask
 from arco_orchestration.db import Database
 from arco_orchestration.models import Task
 from arco_orchestration.states import RunState, TaskState
+from arco_testkit.clock import at
+from arco_testkit.facts import (
+    cancel_run,
+    cancelled,
+    complete,
+    dispatch,
+    failed,
+    finish,
+    load_run,
+    load_task,
+    planned,
+    run_task,
+    set_cancel_requested,
+    succeeded,
+    task_events,
+    trigger,
+)
+from arco_testkit.values import OTHER_WORKSPACE, SCOPE
 
-FAR_PAST = "2016-03-02T09:00:00Z"  # ten years off the server clock
-FAR_FUTURE = "2036-03-02T09:00:00Z"
+FAR_PAST = "2016-01-01T00:00:00Z"  # ten years off the server clock
+FAR_FUTURE = "2036-01-01T00:00:00Z"
 
 
 def tid(run_id: str, key: str) -> str:
@@ -610,7 +609,7 @@ def test_scenario_20_completed_with_visibility_is_one_fact(database: Database) -
     task = running_task(database)
     output = {
         "outputVisibilityState": "VISIBLE",
-        "publishedAt": "2026-03-02T09:00:09.5Z",
+        "publishedAt": "2026-01-01T00:00:09.5Z",
         "deltaPartition": "p=1",
     }
     result = completed(

@@ -4,11 +4,12 @@ starts in a cancel-requested run (section 8 items 34-36)."""
 from __future__ import annotations
 
 import pytest
-from shared.orchestration.tests.conftest import (
-    OTHER_TENANT,
-    OTHER_WORKSPACE,
-    SCOPE,
-    at,
+
+from arco_orchestration import facts, queries
+from arco_orchestration.db import Database
+from arco_orchestration.states import OutboxStatus, PublicRunState, RunState, TaskState
+from arco_testkit.clock import at
+from arco_testkit.facts import (
     cancel_run,
     cancelled,
     complete,
@@ -30,10 +31,7 @@ from shared.orchestration.tests.conftest import (
     task_states,
     trigger,
 )
-
-from arco_orchestration import facts, queries
-from arco_orchestration.db import Database
-from arco_orchestration.states import OutboxStatus, PublicRunState, RunState, TaskState
+from arco_testkit.values import OTHER_TENANT, OTHER_WORKSPACE, SCOPE
 
 Disposition = facts.CancelDisposition
 

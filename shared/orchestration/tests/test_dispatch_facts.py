@@ -7,11 +7,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from shared.orchestration.tests.conftest import (
-    OTHER_WORKSPACE,
-    SCOPE,
-    WORKER,
-    at,
+from sqlalchemy import delete
+
+from arco_envelope import DEFAULT_WORKER_QUEUE, attempt_id, dispatch_id
+from arco_orchestration import facts
+from arco_orchestration.db import Database
+from arco_orchestration.models import DispatchOutbox, Task
+from arco_orchestration.scope import Scope
+from arco_orchestration.states import DeliveryState, OutboxStatus, RunState, TaskState
+from arco_testkit.clock import at
+from arco_testkit.facts import (
     complete,
     dispatch,
     enqueue,
@@ -28,14 +33,7 @@ from shared.orchestration.tests.conftest import (
     task_events,
     trigger,
 )
-from sqlalchemy import delete
-
-from arco_envelope import DEFAULT_WORKER_QUEUE, attempt_id, dispatch_id
-from arco_orchestration import facts
-from arco_orchestration.db import Database
-from arco_orchestration.models import DispatchOutbox, Task
-from arco_orchestration.scope import Scope
-from arco_orchestration.states import DeliveryState, OutboxStatus, RunState, TaskState
+from arco_testkit.values import OTHER_WORKSPACE, SCOPE, WORKER
 
 
 def heartbeat(

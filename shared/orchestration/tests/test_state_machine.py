@@ -8,29 +8,6 @@ import warnings
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from shared.orchestration.tests.conftest import (
-    OTHER_WORKSPACE,
-    SCOPE,
-    T0,
-    WORKER,
-    at,
-    cancelled,
-    complete,
-    counters,
-    dependency_edges,
-    dispatch,
-    failed,
-    finish,
-    load_run,
-    load_task,
-    planned,
-    run_task,
-    start,
-    succeeded,
-    task_events,
-    task_states,
-    trigger,
-)
 from sqlalchemy.exc import IntegrityError, SADeprecationWarning
 
 from arco_orchestration import facts
@@ -48,6 +25,26 @@ from arco_orchestration.states import (
     retry_backoff,
     retry_not_before,
 )
+from arco_testkit.clock import T0, at
+from arco_testkit.facts import (
+    cancelled,
+    complete,
+    counters,
+    dependency_edges,
+    dispatch,
+    failed,
+    finish,
+    load_run,
+    load_task,
+    planned,
+    run_task,
+    start,
+    succeeded,
+    task_events,
+    task_states,
+    trigger,
+)
+from arco_testkit.values import OTHER_WORKSPACE, SCOPE, WORKER
 
 
 def test_facts_use_no_deprecated_sqlalchemy_api(database: Database) -> None:

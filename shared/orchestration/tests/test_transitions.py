@@ -6,15 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from shared.orchestration.tests.conftest import (
-    SCOPE,
-    at,
-    failed,
-    load_task,
-    planned,
-    run_task,
-    trigger,
-)
 
 from arco_orchestration import facts
 from arco_orchestration.db import Database
@@ -30,6 +21,9 @@ from arco_orchestration.facts.transitions import (
 )
 from arco_orchestration.models import Run, Task
 from arco_orchestration.states import CANCELLABLE_TASK_STATES, RunState, TaskState
+from arco_testkit.clock import at
+from arco_testkit.facts import failed, load_task, planned, run_task, trigger
+from arco_testkit.values import SCOPE
 
 TASK_STATES: list[str | None] = [None, *(state.value for state in TaskState)]
 RUN_STATES: list[str | None] = [None, *(state.value for state in RunState)]

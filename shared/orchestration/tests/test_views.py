@@ -8,11 +8,15 @@ import json
 from typing import Any
 
 import pytest
-from shared.orchestration.tests.conftest import (
-    OTHER_WORKSPACE,
-    SCOPE,
-    T0,
-    at,
+
+from arco_envelope import callback_task_id, format_timestamp
+from arco_orchestration import facts, queries
+from arco_orchestration.db import Database
+from arco_orchestration.queries import InvalidCursor
+from arco_orchestration.scope import Scope
+from arco_orchestration.states import PublicRunState
+from arco_testkit.clock import T0, at
+from arco_testkit.facts import (
     cancel_run,
     complete,
     dispatch,
@@ -24,13 +28,7 @@ from shared.orchestration.tests.conftest import (
     succeeded,
     trigger,
 )
-
-from arco_envelope import callback_task_id, format_timestamp
-from arco_orchestration import facts, queries
-from arco_orchestration.db import Database
-from arco_orchestration.queries import InvalidCursor
-from arco_orchestration.scope import Scope
-from arco_orchestration.states import PublicRunState
+from arco_testkit.values import OTHER_WORKSPACE, SCOPE
 
 
 def ts(seconds: float) -> str:
@@ -258,7 +256,7 @@ def test_scenario_43_failed_visibility_makes_the_run_publicly_failed(database: D
 
 def test_scenario_43_visible_output_is_publicly_succeeded(database: Database) -> None:
     visibility_run(
-        database, {"outputVisibilityState": "VISIBLE", "publishedAt": "2026-03-02T09:00:08Z"}
+        database, {"outputVisibilityState": "VISIBLE", "publishedAt": "2026-01-01T00:00:08Z"}
     )
     view = detail(database, "run-1")
     assert view["state"] == "SUCCEEDED"

@@ -120,7 +120,7 @@ def _print_json(document: Any) -> None:
 def _load_worker(spec: str, worker_dir: Path | None) -> Any:
     # Imported here: the worker's service stack (uvicorn, FastAPI) is slow to import and
     # only these commands need it.
-    from arco_worker.cli import load_worker  # noqa: PLC0415
+    from arco_worker.serving import load_worker  # noqa: PLC0415
 
     return load_worker(spec, worker_dir)
 

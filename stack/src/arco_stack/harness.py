@@ -18,9 +18,9 @@ from arco_stack.containers import ContainerError, postgres_container
 from arco_stack.local import WORKER, LocalStack
 from arco_stack.manifests import manifest_from_worker
 from arco_stack.processes import tail
-from arco_worker import Worker
-from arco_worker.cli import load_worker
 from arco_worker.errors import RegistrationError
+from arco_worker.registry import TaskRegistry
+from arco_worker.serving import load_worker
 
 LOG_TAIL_LINES = 30
 
@@ -59,7 +59,7 @@ class ArcoStack:
             )
         self.options = options
         self.data_dir = data_dir
-        self._worker: Worker | None = None
+        self._worker: TaskRegistry | None = None
         self._exits = ExitStack()
         self._local: LocalStack | None = None
         self._client: ApiClient | None = None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from arco_worker import Worker
+    from arco_worker.registry import TaskRegistry
 
 # An asset key as the API's manifest parser accepts it: lowercase namespace segment, a dot,
 # a non-empty name (docs/manifest.md).
@@ -32,7 +32,9 @@ def _key(task_key: str) -> dict[str, str]:
     return {"namespace": match.group(1), "name": match.group(2)}
 
 
-def manifest_from_worker(worker: Worker, *, deployed_by: str = "arco-stack") -> dict[str, Any]:
+def manifest_from_worker(
+    worker: TaskRegistry, *, deployed_by: str = "arco-stack"
+) -> dict[str, Any]:
     """One asset per registered task (key ``namespace.name``), with the dependencies declared
     by ``@worker.task(..., deps=[...])``. The code version is a digest of the content, so
     deploying an unchanged worker again changes nothing."""

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
 
+from arco_api import bodies
 from arco_api import openapi_docs as docs
 from arco_api.auth import bearer_token, storage_id_problem
 from arco_api.context import ApiContext, api_context
@@ -185,7 +186,7 @@ async def _handle(
 @router.post(
     "/{task_id}/started",
     summary="Worker reports the attempt started",
-    responses=docs.callback_responses(docs.TaskStartedAck),
+    responses=docs.callback_responses(bodies.TaskStartedAck),
     openapi_extra=docs.json_body(TaskStartedRequest, user=False),
 )
 async def started(request: Request, task_id: str) -> JSONResponse:
@@ -195,7 +196,7 @@ async def started(request: Request, task_id: str) -> JSONResponse:
 @router.post(
     "/{task_id}/heartbeat",
     summary="Worker heartbeat; answers shouldCancel",
-    responses=docs.callback_responses(docs.HeartbeatAck),
+    responses=docs.callback_responses(bodies.HeartbeatAck),
     openapi_extra=docs.json_body(HeartbeatRequest, user=False),
 )
 async def heartbeat(request: Request, task_id: str) -> JSONResponse:
@@ -207,7 +208,7 @@ async def heartbeat(request: Request, task_id: str) -> JSONResponse:
 @router.post(
     "/{task_id}/completed",
     summary="Worker reports the attempt's outcome",
-    responses=docs.callback_responses(docs.TaskCompletedAck),
+    responses=docs.callback_responses(bodies.TaskCompletedAck),
     openapi_extra=docs.json_body(TaskCompletedRequest, user=False),
 )
 async def completed(request: Request, task_id: str) -> JSONResponse:

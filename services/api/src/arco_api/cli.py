@@ -9,8 +9,8 @@ import uvicorn
 from pydantic import ValidationError
 
 from arco_api.app import create_app
-from arco_api.logging_setup import configure_logging
 from arco_api.settings import ApiSettings
+from arco_logs import configure_logging
 from arco_orchestration.db import Database
 from arco_orchestration.migrate import SchemaNotCurrent, require_current_schema
 

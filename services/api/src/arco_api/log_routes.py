@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from arco_api import bodies
 from arco_api import openapi_docs as docs
 from arco_api.auth import Principal, bearer_token
 from arco_api.context import api_context
@@ -100,10 +101,10 @@ def _check_dispatched(task: Task | None, run_id: str, task_key: str, attempt: in
     status_code=201,
     summary="Upload the logs of one attempt (create-only)",
     responses=docs.user_responses(
-        {201: docs.LogUploaded}, (400, 401, 403, 404, 409, 413, 415, 422)
+        {201: bodies.LogUploaded}, (400, 401, 403, 404, 409, 413, 415, 422)
     ),
     openapi_extra={
-        **docs.json_body(docs.LogUploadRequest),
+        **docs.json_body(bodies.LogUploadRequest),
         "security": [{docs.USER_SECURITY: []}, {docs.TASK_SECURITY: []}],
     },
 )

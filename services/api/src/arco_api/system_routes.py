@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from arco_api import bodies
 from arco_api import openapi_docs as docs
 from arco_api.context import api_context
 from arco_api.errors import not_found
@@ -20,17 +21,17 @@ from arco_orchestration.states import TaskState
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health", response_model=None, responses={200: docs.json_response(docs.Health, 200)})
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get("/health", response_class=JSONResponse, response_description="OK")
+async def health() -> bodies.Health:
+    return bodies.Health(status="ok")
 
 
 @router.get(
     "/ready",
     response_model=None,
     responses={
-        200: docs.json_response(docs.Readiness, 200),
-        503: docs.json_response(docs.Readiness, 503),
+        200: docs.json_response(bodies.Readiness, 200),
+        503: docs.json_response(bodies.Readiness, 503),
     },
 )
 async def ready(request: Request) -> JSONResponse:
@@ -42,16 +43,14 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"ready": True})
 
 
-@router.get(
-    "/version", response_model=None, responses={200: docs.json_response(docs.VersionInfo, 200)}
-)
-async def version_info(request: Request) -> dict[str, str]:
+@router.get("/version", response_class=JSONResponse, response_description="OK")
+async def version_info(request: Request) -> bodies.VersionInfo:
     context = api_context(request)
-    return {
-        "service": "arco-api",
-        "packageVersion": version("arco-api"),
-        "codeVersion": context.settings.code_version,
-    }
+    return bodies.VersionInfo(
+        service="arco-api",
+        package_version=version("arco-api"),
+        code_version=context.settings.code_version,
+    )
 
 
 @router.get(
@@ -60,7 +59,7 @@ async def version_info(request: Request) -> dict[str, str]:
     response_class=PlainTextResponse,
     responses={
         200: docs.text_response("Prometheus metrics (text exposition format)"),
-        404: docs.json_response(docs.ApiErrorBody, 404),
+        404: docs.json_response(bodies.ApiErrorBody, 404),
     },
 )
 async def metrics(request: Request) -> Response:

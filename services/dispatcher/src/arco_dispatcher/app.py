@@ -12,13 +12,13 @@ from fastapi import FastAPI
 
 from arco_dispatch.adapters import make_envelopes, make_provider, make_sender
 from arco_dispatch.clock import Clock, utc_now
-from arco_dispatch.http_delivery import DeliveryOutcome, DeliveryPolicy, DeliveryPump
-from arco_dispatch.listen import NotifyListener, conninfo
 from arco_dispatch.message import dispatch_headers
 from arco_dispatch.provider import Provider
 from arco_dispatch.runner import CycleRunner
 from arco_dispatch.service_app import create_service_app
 from arco_dispatcher.cycle import DispatchCycle, DispatchSummary
+from arco_dispatcher.http_delivery import DeliveryOutcome, DeliveryPolicy, DeliveryPump
+from arco_dispatcher.listen import NotifyListener, conninfo
 from arco_dispatcher.metrics import DispatcherMetrics
 from arco_dispatcher.settings import DispatcherSettings
 from arco_orchestration.db import Database, is_postgres

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from arco_dispatch.logs import configure_logging
 from arco_dispatch.startup import EXIT_REFUSED, parse_service_args, prepare, serve
 from arco_dispatcher.app import create_app
 from arco_dispatcher.settings import DispatcherSettings
+from arco_logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from arco_dispatch.logs import configure_logging
 from arco_dispatch.startup import EXIT_REFUSED, parse_service_args, prepare, serve
+from arco_logs import configure_logging
 from arco_sweeper.app import create_app
 from arco_sweeper.settings import SweeperSettings
 

@@ -23,7 +23,7 @@ from arco_worker.client import (
 )
 from arco_worker.context import CancellationSignal, ProgressSnapshot, TaskContext
 from arco_worker.errors import RegistrationError, TaskCancelled, TaskFailure
-from arco_worker.registry import Worker
+from arco_worker.worker import Worker
 
 __all__ = [
     "CallbackClient",

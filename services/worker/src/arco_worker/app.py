@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from arco_worker.auth import UNAUTHORIZED_MESSAGE, dispatch_authorized
 from arco_worker.dispatch_checks import InvalidDispatchError, parse_envelope
-from arco_worker.registry import Worker
+from arco_worker.registry import TaskRegistry
 from arco_worker.service import RETRY_AFTER_SHUTTING_DOWN, ServiceOptions, WorkerService
 from arco_worker.settings import WorkerSettings
 
@@ -38,7 +38,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
 
 def create_app(
     settings: WorkerSettings,
-    worker: Worker,
+    worker: TaskRegistry,
     *,
     options: ServiceOptions | None = None,
     http: httpx.AsyncClient | None = None,

@@ -11,10 +11,10 @@ from __future__ import annotations
 from arco_envelope import ErrorCategory, TaskOutput
 from arco_worker.context import TaskContext
 from arco_worker.errors import TaskFailure
-from arco_worker.registry import Worker
+from arco_worker.registry import TaskRegistry
 from arco_worker.samples import seconds_of
 
-worker = Worker("conformance")
+worker = TaskRegistry("conformance")
 
 _STEP_SECS = 0.5
 

@@ -1,4 +1,5 @@
-"""The ``Worker``: a registry of task handlers keyed by task key.
+"""The registry of task handlers keyed by task key (what :class:`arco_worker.Worker` is, minus
+serving it).
 
 A handler is a sync or async function taking one :class:`TaskContext`. It returns the task's
 output (a ``TaskOutput``, a mapping of its fields, or ``None``) or raises.
@@ -53,14 +54,8 @@ def _check_signature(task_key: str, handler: Handler) -> None:
         ) from None
 
 
-class Worker:
-    """A set of task handlers served by the arco worker service.
-
-    >>> worker = Worker()
-    >>> @worker.task("analytics.daily_sales")
-    ... def daily_sales(ctx: TaskContext) -> dict[str, int]:
-    ...     return {"rowCount": 42}
-    """
+class TaskRegistry:
+    """A set of task handlers; :class:`arco_worker.Worker` adds serving them."""
 
     def __init__(self, name: str = "arco-worker") -> None:
         self.name = name
@@ -100,7 +95,7 @@ class Worker:
             task_key, handler, _is_async(handler), tuple(dict.fromkeys(deps))
         )
 
-    def include(self, other: Worker) -> None:
+    def include(self, other: TaskRegistry) -> None:
         """Register every handler of ``other`` (e.g. the sample tasks) in this worker."""
         for task in other.tasks.values():
             self.add(task.task_key, task.handler, deps=task.deps)
@@ -121,14 +116,3 @@ class Worker:
                 f"worker {self.name!r} has no task handlers: register some with "
                 "@worker.task(...) or set ARCO_WORKER_SAMPLE_TASKS=true"
             )
-
-    def serve(self) -> None:
-        """Serve this worker with the configuration from the environment, until SIGTERM.
-
-        Exits the process with status 2 when the configuration is invalid.
-        """
-        from arco_worker.cli import run  # noqa: PLC0415 - the CLI imports this module
-
-        code = run(self)
-        if code:
-            raise SystemExit(code)

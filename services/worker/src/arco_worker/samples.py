@@ -13,9 +13,9 @@ from typing import Any
 from arco_envelope import ErrorCategory, TaskOutput
 from arco_worker.context import TaskContext
 from arco_worker.errors import TaskCancelled, TaskFailure
-from arco_worker.registry import Worker
+from arco_worker.registry import TaskRegistry
 
-samples = Worker("samples")
+samples = TaskRegistry("samples")
 
 _PROGRESS_STEPS = 10
 

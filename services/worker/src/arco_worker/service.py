@@ -19,7 +19,7 @@ from arco_worker.client import CallbackClient, Clock, RetryPolicy, utc_now
 from arco_worker.dedupe import DeliveryState, DispatchRegistry
 from arco_worker.dispatch_checks import InvalidDispatchError, check_envelope, check_scope
 from arco_worker.execution import Ack, AttemptExecution, Timings
-from arco_worker.registry import Worker
+from arco_worker.registry import TaskRegistry
 from arco_worker.settings import WorkerSettings
 
 log = structlog.get_logger(__name__)
@@ -62,12 +62,12 @@ def _answer(status: int, result: str, message: str, retry_after: int | None = No
 
 
 class WorkerService:
-    """Runs dispatched attempts of one :class:`Worker`'s handlers."""
+    """Runs dispatched attempts of one :class:`TaskRegistry`'s handlers."""
 
     def __init__(
         self,
         settings: WorkerSettings,
-        worker: Worker,
+        worker: TaskRegistry,
         *,
         options: ServiceOptions | None = None,
         http: httpx.AsyncClient | None = None,

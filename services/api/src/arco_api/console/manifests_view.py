@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arco_api.console.dag_layout import DagLayout, layout
-from arco_api.manifest_routes import latest_manifest
 from arco_envelope import format_timestamp
 from arco_orchestration.models import Manifest
 from arco_orchestration.scope import Scope
+from arco_orchestration.usecases.manifests import latest_manifest
 
 
 @dataclass(frozen=True)

@@ -17,25 +17,9 @@ import pytest
 from sqlalchemy import MetaData, Table, select
 
 from arco_dispatch.adapters import make_envelopes, make_sender
-from arco_dispatch.http_delivery import DeliveryOutcome, DeliveryPolicy, DeliveryPump
 from arco_dispatch.http_provider import HttpQueueProvider
 from arco_dispatch.message import dispatch_headers
-from arco_dispatch.testing import (
-    CANONICAL_ENVELOPE_KEYS,
-    SCOPE,
-    T0,
-    Answer,
-    FakeClock,
-    ReceivedDispatch,
-    RecordingWorker,
-    events,
-    flow_settings,
-    is_postgres,
-    outbox_row,
-    planned,
-    trigger,
-    wait_until,
-)
+from arco_dispatcher.http_delivery import DeliveryOutcome, DeliveryPolicy, DeliveryPump
 from arco_envelope import DISPATCH_SECRET_HEADER, WorkerDispatchEnvelope
 from arco_orchestration.db import Database
 from arco_orchestration.delivery import (
@@ -45,6 +29,16 @@ from arco_orchestration.delivery import (
 )
 from arco_orchestration.facts import EventKind, request_dispatch
 from arco_orchestration.states import DeliveryState, OutboxStatus
+from arco_testkit.clock import T0, FakeClock, wait_until
+from arco_testkit.dispatching import (
+    CANONICAL_ENVELOPE_KEYS,
+    Answer,
+    ReceivedDispatch,
+    RecordingWorker,
+    flow_settings,
+)
+from arco_testkit.facts import is_postgres, outbox_row, planned, task_events, trigger
+from arco_testkit.values import SCOPE
 
 LEASE = timedelta(seconds=60)
 
@@ -158,10 +152,12 @@ def test_a_real_delivery_puts_the_canonical_envelope_on_the_wire(
     assert row.delivered_at == T0
     assert row.last_delivery_status == 200
     assert row.lease_owner is None
-    [enqueued] = events(database, "run1", "analytics.daily_sales", EventKind.DISPATCH_ENQUEUED)
+    [enqueued] = task_events(database, "run1", "analytics.daily_sales", EventKind.DISPATCH_ENQUEUED)
     assert enqueued.detail is not None
     assert enqueued.detail["envelopeKeys"] == CANONICAL_ENVELOPE_KEYS
-    [delivered] = events(database, "run1", "analytics.daily_sales", EventKind.DISPATCH_DELIVERED)
+    [delivered] = task_events(
+        database, "run1", "analytics.daily_sales", EventKind.DISPATCH_DELIVERED
+    )
     assert delivered.detail == {"dispatchId": dispatch_id, "status": 200, "deliveryAttempt": 1}
 
 

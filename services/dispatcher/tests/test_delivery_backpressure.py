@@ -9,32 +9,24 @@ import random
 import threading
 from datetime import timedelta
 
-from shared.dispatch.tests.test_http_delivery import deliver_due, make_pump, queue_tasks
+from services.dispatcher.tests.test_http_delivery import deliver_due, make_pump, queue_tasks
 
 from arco_dispatch.adapters import make_envelopes
 from arco_dispatch.clock import utc_now
-from arco_dispatch.http_delivery import (
+from arco_dispatch.message import dispatch_headers
+from arco_dispatcher.http_delivery import (
     MAX_BUSY_PAUSE,
     DeliveryOutcome,
     DeliveryPolicy,
     DeliveryPump,
 )
-from arco_dispatch.message import dispatch_headers
-from arco_dispatch.testing import (
-    SCOPE,
-    T0,
-    Answer,
-    FakeClock,
-    ReceivedDispatch,
-    RecordingWorker,
-    events,
-    flow_settings,
-    outbox_row,
-    wait_until,
-)
 from arco_orchestration.db import Database
 from arco_orchestration.facts import EventKind
 from arco_orchestration.states import DeliveryState
+from arco_testkit.clock import T0, FakeClock, wait_until
+from arco_testkit.dispatching import Answer, ReceivedDispatch, RecordingWorker, flow_settings
+from arco_testkit.facts import outbox_row, task_events
+from arco_testkit.values import SCOPE
 
 BUSY = Answer(429, (("Retry-After", "1"),))
 
@@ -70,7 +62,7 @@ def test_a_busy_answer_spends_no_delivery_attempt(
     row = outbox_row(database, dispatch_id)
     assert row is not None
     assert (row.delivery_state, row.delivery_attempts) == (DeliveryState.DELIVERED, 1)
-    [delivered] = events(database, "run1", "extract", EventKind.DISPATCH_DELIVERED)
+    [delivered] = task_events(database, "run1", "extract", EventKind.DISPATCH_DELIVERED)
     assert delivered.detail == {"dispatchId": dispatch_id, "status": 202, "deliveryAttempt": 1}
     assert len(worker.requests()) == 6
 

@@ -1,5 +1,8 @@
-"""Fixtures shared by every package's tests: a migrated database per test, on SQLite and, when
-``ARCO_TEST_DATABASE_URL`` names a PostgreSQL server, on PostgreSQL too."""
+"""The pytest plugin of the workspace (entry point ``pytest11``): a migrated database per test,
+on SQLite and, when ``ARCO_TEST_DATABASE_URL`` names a PostgreSQL server, on PostgreSQL too;
+the fake ``clock`` and the recording ``worker`` endpoint. A suite's conftest may override any
+of them (the api suite has a faster PostgreSQL reset). Without that variable but with a Docker
+engine, the PostgreSQL cases run on a server in a container."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from arco_orchestration.migrate import upgrade
 from arco_orchestration.models import Base
 from arco_stack.containers import ContainerError, docker_engine_problem, postgres_container
 from arco_stack.databases import drop_postgres_database, recreate_postgres_database
+from arco_testkit.clock import T0, FakeClock
+from arco_testkit.dispatching import RecordingWorker
 
 PG_URL_ENV = "ARCO_TEST_DATABASE_URL"
 _CONTAINER = pytest.StashKey[ExitStack]()
@@ -100,3 +105,17 @@ def database(database_url: str) -> Iterator[Database]:
     db = Database.from_url(database_url)
     yield db
     db.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock at ``T0`` that moves only when the test says so."""
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def worker() -> Iterator[RecordingWorker]:
+    """A worker endpoint on loopback answering 200 unless a test sets ``responder``."""
+    server = RecordingWorker().start()
+    yield server
+    server.stop()

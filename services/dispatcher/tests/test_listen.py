@@ -7,10 +7,11 @@ import threading
 
 import pytest
 
-from arco_dispatch.listen import LISTEN, NOTIFY, NotifyListener, conninfo
-from arco_dispatch.testing import is_postgres, planned, trigger, wait_until
+from arco_dispatcher.listen import LISTEN, NOTIFY, NotifyListener, conninfo
 from arco_orchestration.db import Database
 from arco_orchestration.facts import NOTIFY_CHANNEL
+from arco_testkit.clock import wait_until
+from arco_testkit.facts import is_postgres, planned, trigger
 
 
 def test_a_new_ready_task_wakes_the_listener(database: Database) -> None:

@@ -1,14 +1,20 @@
-"""JSON logs on stdout for the service: structlog events and stdlib records (uvicorn) alike,
-one object per line, so a log pipeline can index run id, task key and attempt."""
+"""The one logging setup of the services: structlog events and standard-library records (uvicorn,
+SQLAlchemy) alike become one JSON object per line, with the context variables the caller bound
+(request, run, task and attempt ids), so a log pipeline can index them.
+
+A package of its own because every service uses it and the worker may import nothing of ours
+but the envelope and this.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+__all__ = ["configure_logging"]
 
 
 def _drop_color_message(
@@ -31,9 +37,16 @@ class _WithoutQueryString(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "info") -> None:
-    """Route structlog and the standard library to JSON lines on stdout at ``level``."""
-    levelno = _LEVELS.get(level, logging.ERROR)
+def _level_number(level: str) -> int:
+    """``debug``/``INFO``/... in any case; an unknown name logs errors only."""
+    return logging.getLevelNamesMapping().get(level.upper(), logging.ERROR)
+
+
+def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> None:
+    """Route structlog and the standard library to JSON lines on ``stream`` (stderr unless
+    given) at ``level``."""
+    out = stream if stream is not None else sys.stderr
+    levelno = _level_number(level)
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -47,10 +60,10 @@ def configure_logging(level: str = "info") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(levelno),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[

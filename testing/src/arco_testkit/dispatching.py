@@ -1,16 +1,12 @@
-"""Test doubles and test data for code that dispatches: a settable clock, a worker
-endpoint on loopback that records what it is sent, a fake Cloud Tasks transport, polling
-with a deadline (tests never sleep a fixed time), a valid configuration, and one-transaction
-helpers that apply facts the way the API would."""
+"""Test doubles and data for code that dispatches: a valid configuration, a worker endpoint on
+loopback that records what it is sent, and a fake Cloud Tasks transport."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -22,26 +18,18 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports.base import (
     DEFAULT_CLIENT_INFO,
     CloudTasksTransport,
 )
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from arco_dispatch.settings import FlowSettings
 from arco_envelope import WorkerDispatchEnvelope
-from arco_orchestration import facts
-from arco_orchestration.db import Database
-from arco_orchestration.models import DispatchOutbox, Run, Task, TaskEvent
-from arco_orchestration.planning import PlannedTask
-from arco_orchestration.scope import Scope
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-SCOPE = Scope(tenant_id="tenant-a", workspace_id="workspace-b")
-CALLBACK_BASE_URL = "https://api.example"
-# Test values, not credentials.
-DISPATCH_SECRET = "dispatch-secret-0123456789abcdef0123"  # noqa: S105
-TOKEN_SECRET = "task-secret-0123456789abcdef0123456789"  # noqa: S105
-RUN_TOKEN = "run-token-0123456789abcdef0123456789ab"  # noqa: S105
-TOKEN_ISSUER = "https://issuer.task"  # noqa: S105
-TOKEN_AUDIENCE = "arco-worker-callback"  # noqa: S105
+from arco_testkit.values import (
+    CALLBACK_BASE_URL,
+    DISPATCH_SECRET,
+    RUN_TOKEN,
+    SCOPE,
+    TASK_AUDIENCE,
+    TASK_ISSUER,
+    TASK_SECRET,
+)
 
 CANONICAL_ENVELOPE_KEYS = [
     "tenantId",
@@ -65,20 +53,6 @@ CANONICAL_ENVELOPE_KEYS = [
 (it never sets ``executionLocationId``)."""
 
 
-def _task(session: Session, run_id: str, key: str) -> Task:
-    task = facts.get_task(session, SCOPE, run_id, key)
-    if task is None:
-        raise LookupError(f"no task {run_id}/{key}")
-    return task
-
-
-def _locked(session: Session, run_id: str, key: str) -> tuple[Run, Task]:
-    run = facts.lock_run(session, SCOPE, run_id)
-    if run is None:
-        raise LookupError(f"no run {run_id}")
-    return run, _task(session, run_id, key)
-
-
 def settings_values(
     target_url: str = "http://127.0.0.1:9/dispatch", **overrides: Any
 ) -> dict[str, Any]:
@@ -89,10 +63,10 @@ def settings_values(
         "dispatch_target_url": target_url,
         "callback_base_url": CALLBACK_BASE_URL,
         "worker_dispatch_secret": DISPATCH_SECRET,
-        "task_token_secret": TOKEN_SECRET,
+        "task_token_secret": TASK_SECRET,
         "run_token": RUN_TOKEN,
-        "task_token_issuer": TOKEN_ISSUER,
-        "task_token_audience": TOKEN_AUDIENCE,
+        "task_token_issuer": TASK_ISSUER,
+        "task_token_audience": TASK_AUDIENCE,
     }
     values.update(overrides)
     return values
@@ -101,159 +75,6 @@ def settings_values(
 def flow_settings(**overrides: Any) -> FlowSettings:
     """Valid shared settings with ``overrides``."""
     return FlowSettings(**settings_values(**overrides))
-
-
-def planned(
-    key: str,
-    *depends_on: str,
-    partition_key: str | None = None,
-    max_attempts: int = 3,
-    heartbeat_timeout_sec: int = 300,
-) -> PlannedTask:
-    """A planned task keyed by its asset key, as the API plans them."""
-    return PlannedTask(
-        key=key,
-        asset_key=key,
-        depends_on=tuple(depends_on),
-        partition_key=partition_key,
-        max_attempts=max_attempts,
-        heartbeat_timeout_sec=heartbeat_timeout_sec,
-    )
-
-
-def trigger(db: Database, run_id: str, tasks: list[PlannedTask], *, now: datetime = T0) -> None:
-    """RunTriggered and PlanCreated of ``tasks`` at ``now``."""
-    with db.transaction() as session:
-        facts.trigger_run(
-            session,
-            SCOPE,
-            run_id=run_id,
-            plan_id=f"plan-{run_id}",
-            tasks=tasks,
-            now=now,
-            triggered_by="test",
-        )
-
-
-def start(db: Database, run_id: str, key: str, *, now: datetime) -> None:
-    """TaskStarted for the task's current attempt (what the API's /started applies)."""
-    with db.transaction() as session:
-        run, task = _locked(session, run_id, key)
-        facts.apply_started(session, run, task, worker_id="worker-1", now=now)
-
-
-def complete(
-    db: Database,
-    run_id: str,
-    key: str,
-    *,
-    now: datetime,
-    outcome: str = "SUCCEEDED",
-    retryable: bool = True,
-) -> None:
-    """A completion of the task's current attempt (what the API's /completed applies)."""
-    with db.transaction() as session:
-        run, task = _locked(session, run_id, key)
-        completion = facts.Completion(
-            outcome=outcome,
-            worker_id="worker-1",
-            error_message=None if outcome == "SUCCEEDED" else "boom",
-            retryable=retryable,
-        )
-        facts.apply_completion(session, run, task, completion, now=now)
-
-
-def heartbeat(db: Database, run_id: str, key: str, *, now: datetime) -> None:
-    """A heartbeat of the task's current attempt at ``now``."""
-    with db.transaction() as session:
-        facts.apply_heartbeat(
-            session, _task(session, run_id, key), now=now, progress_pct=None, message=None
-        )
-
-
-def task_row(db: Database, run_id: str, key: str) -> Task:
-    """The task row as stored now."""
-    with db.transaction() as session:
-        return _task(session, run_id, key)
-
-
-def run_row(db: Database, run_id: str) -> Run:
-    """The run row as stored now."""
-    with db.transaction() as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            raise LookupError(f"no run {run_id}")
-        return run
-
-
-def outbox_rows(db: Database, run_id: str | None = None) -> list[DispatchOutbox]:
-    """Every outbox row (of ``run_id``), by dispatch id."""
-    with db.transaction() as session:
-        stmt = select(DispatchOutbox).order_by(DispatchOutbox.dispatch_id)
-        if run_id is not None:
-            stmt = stmt.where(DispatchOutbox.run_id == run_id)
-        return list(session.scalars(stmt))
-
-
-def outbox_row(db: Database, dispatch_id: str) -> DispatchOutbox | None:
-    """One outbox row, or ``None`` when it is gone."""
-    with db.transaction() as session:
-        return session.get(DispatchOutbox, dispatch_id)
-
-
-def events(db: Database, run_id: str, key: str, kind: str | None = None) -> list[TaskEvent]:
-    """The task's history (of one ``kind``), oldest first."""
-    with db.transaction() as session:
-        stmt = (
-            select(TaskEvent)
-            .where(TaskEvent.run_id == run_id, TaskEvent.task_key == key)
-            .order_by(TaskEvent.id)
-        )
-        if kind is not None:
-            stmt = stmt.where(TaskEvent.kind == kind)
-        return list(session.scalars(stmt))
-
-
-def age(db: Database, run_id: str, key: str, **columns: timedelta) -> None:
-    """Move a task's time columns into the past (``ready_at=timedelta(minutes=6)`` means
-    READY since six minutes before T0)."""
-    with db.transaction() as session:
-        task = _task(session, run_id, key)
-        for column, delta in columns.items():
-            setattr(task, column, T0 - delta)
-
-
-def is_postgres(db: Database) -> bool:
-    """Whether ``db`` is PostgreSQL (else SQLite)."""
-    return db.engine.dialect.name == "postgresql"
-
-
-def wait_until(
-    predicate: Callable[[], bool], *, timeout: float = 15.0, interval: float = 0.01
-) -> None:
-    """Poll ``predicate`` until it holds; ``AssertionError`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, delta: timedelta) -> datetime:
-        with self._lock:
-            self._now += delta
-            return self._now
 
 
 @dataclass(frozen=True)

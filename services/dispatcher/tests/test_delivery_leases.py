@@ -9,28 +9,20 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
-from shared.dispatch.tests.test_http_delivery import Gate, deliver_due, make_pump, queue_tasks
+from services.dispatcher.tests.test_http_delivery import Gate, deliver_due, make_pump, queue_tasks
 from sqlalchemy import delete
 from sqlalchemy.exc import OperationalError
 
-from arco_dispatch.http_delivery import MIN_LEASE, DeliveryOutcome, DeliveryPolicy
-from arco_dispatch.testing import (
-    SCOPE,
-    T0,
-    Answer,
-    FakeClock,
-    ReceivedDispatch,
-    RecordingWorker,
-    events,
-    is_postgres,
-    outbox_row,
-    wait_until,
-)
+from arco_dispatcher.http_delivery import MIN_LEASE, DeliveryOutcome, DeliveryPolicy
 from arco_orchestration.db import Database
 from arco_orchestration.delivery import DeliveryClaim, claim_due_deliveries, renew_leases
 from arco_orchestration.facts import EventKind
 from arco_orchestration.models import DispatchOutbox
 from arco_orchestration.states import DeliveryState
+from arco_testkit.clock import T0, FakeClock, wait_until
+from arco_testkit.dispatching import Answer, ReceivedDispatch, RecordingWorker
+from arco_testkit.facts import is_postgres, outbox_row, task_events
+from arco_testkit.values import SCOPE
 
 # The production defaults: a delivery may last 30 minutes, a claim is leased for 30 s.
 DEADLINE = timedelta(seconds=1800)
@@ -142,7 +134,7 @@ def test_a_long_delivery_keeps_its_row_through_renewals(
         1,
         None,
     )
-    [delivered] = events(database, "run1", "slow", EventKind.DISPATCH_DELIVERED)
+    [delivered] = task_events(database, "run1", "slow", EventKind.DISPATCH_DELIVERED)
     assert delivered.detail is not None
     assert delivered.detail["deliveryAttempt"] == 1
 
@@ -201,7 +193,7 @@ def test_a_delivery_whose_row_was_taken_over_changes_nothing(
         T0 + GRACE,
     )
     # Only the claim that held the row wrote the history.
-    [delivered] = events(database, "run1", "extract", EventKind.DISPATCH_DELIVERED)
+    [delivered] = task_events(database, "run1", "extract", EventKind.DISPATCH_DELIVERED)
     assert delivered.detail is not None
     assert delivered.detail["deliveryAttempt"] == 2
 

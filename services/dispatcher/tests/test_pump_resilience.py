@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from shared.dispatch.tests.test_http_delivery import make_pump, queue_tasks
+from services.dispatcher.tests.test_http_delivery import make_pump, queue_tasks
 from sqlalchemy.exc import OperationalError
 
-from arco_dispatch.http_delivery import DeliveryPump
-from arco_dispatch.testing import FakeClock, RecordingWorker, wait_until
+from arco_dispatcher.http_delivery import DeliveryPump
 from arco_orchestration.db import Database
+from arco_testkit.clock import FakeClock, wait_until
+from arco_testkit.dispatching import RecordingWorker
 
 
 def test_the_pump_keeps_delivering_after_failed_passes(

@@ -1,47 +1,24 @@
-"""Helpers of the orchestration tests: planned tasks, a fixed clock and one-call facts.
+"""One-transaction fact helpers and reads of committed state.
 
-Every helper runs one fact in its own transaction (as the services do) and returns detached
+Every helper applies one fact in its own transaction, as the services do, and returns detached
 rows (the session factory does not expire on commit), so tests read committed state.
-Tests import them as ``shared.orchestration.tests.conftest`` (the module name pytest's
-importlib mode gives this file).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from arco_orchestration import facts
 from arco_orchestration.db import Database
 from arco_orchestration.models import DispatchOutbox, Run, Task, TaskDependency, TaskEvent
+from arco_orchestration.planning import PlannedTask
 from arco_orchestration.scope import Scope
-
-SCOPE = Scope("tenant-a", "workspace-b")
-OTHER_WORKSPACE = Scope("tenant-a", "workspace-other")
-OTHER_TENANT = Scope("tenant-other", "workspace-b")
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-WORKER = "worker-1"
-
-
-def at(seconds: float) -> datetime:
-    """``T0`` plus ``seconds``: every fact gets an explicit server time."""
-    return T0 + timedelta(seconds=seconds)
-
-
-@dataclass(frozen=True)
-class PlannedTask:
-    """What planning hands to ``facts.trigger_run`` for one task."""
-
-    key: str
-    asset_key: str | None
-    depends_on: tuple[str, ...]
-    partition_key: str | None
-    max_attempts: int = 3
-    heartbeat_timeout_sec: int = 300
-    requires_visible_output: bool = True
+from arco_testkit.clock import T0
+from arco_testkit.values import SCOPE, WORKER
 
 
 def planned(
@@ -52,7 +29,7 @@ def planned(
     heartbeat_timeout_sec: int = 300,
     requires_visible_output: bool = True,
 ) -> PlannedTask:
-    """A planned task whose asset key is its task key (as for API runs)."""
+    """A planned task whose asset key is its task key (as the API plans them)."""
     return PlannedTask(
         key=key,
         asset_key=key,
@@ -65,7 +42,25 @@ def planned(
 
 
 def is_postgres(database: Database) -> bool:
+    """Whether ``database`` is PostgreSQL (else SQLite)."""
     return database.engine.dialect.name == "postgresql"
+
+
+def _task(session: Session, run_id: str, key: str, scope: Scope = SCOPE) -> Task:
+    task = facts.get_task(session, scope, run_id, key)
+    if task is None:
+        raise LookupError(f"no task {run_id}/{key}")
+    return task
+
+
+def _locked(session: Session, run_id: str, key: str) -> tuple[Run, Task]:
+    run = facts.lock_run(session, SCOPE, run_id)
+    if run is None:
+        raise LookupError(f"no run {run_id}")
+    return run, _task(session, run_id, key)
+
+
+# --- facts ----------------------------------------------------------------------------------
 
 
 def trigger(
@@ -78,6 +73,7 @@ def trigger(
     labels: dict[str, str] | None = None,
     rerun_reason: str | None = None,
 ) -> None:
+    """RunTriggered and PlanCreated of ``tasks`` at ``now``."""
     with database.transaction() as session:
         facts.trigger_run(
             session,
@@ -95,6 +91,7 @@ def trigger(
 def request(
     database: Database, run_id: str, key: str, *, now: datetime, scope: Scope = SCOPE
 ) -> facts.DispatchRequest | None:
+    """DispatchRequested, or ``None`` when it does not apply."""
     with database.transaction() as session:
         return facts.request_dispatch(session, scope, run_id, key, now=now)
 
@@ -130,23 +127,10 @@ def enqueue(
 def start(
     database: Database, run_id: str, key: str, *, now: datetime, worker_id: str = WORKER
 ) -> bool:
+    """TaskStarted for the task's current attempt (what the API's /started applies)."""
     with database.transaction() as session:
-        run = facts.lock_run(session, SCOPE, run_id)
-        task = facts.get_task(session, SCOPE, run_id, key)
-        assert run is not None
-        assert task is not None
+        run, task = _locked(session, run_id, key)
         return facts.apply_started(session, run, task, worker_id=worker_id, now=now)
-
-
-def complete(
-    database: Database, run_id: str, key: str, completion: facts.Completion, *, now: datetime
-) -> bool:
-    with database.transaction() as session:
-        run = facts.lock_run(session, SCOPE, run_id)
-        task = facts.get_task(session, SCOPE, run_id, key)
-        assert run is not None
-        assert task is not None
-        return facts.apply_completion(session, run, task, completion, now=now)
 
 
 def succeeded(output: dict[str, Any] | None = None) -> facts.Completion:
@@ -165,6 +149,38 @@ def failed(*, retryable: bool = True, message: str = "boom") -> facts.Completion
 
 def cancelled() -> facts.Completion:
     return facts.Completion(outcome="CANCELLED", worker_id=WORKER)
+
+
+def complete(
+    database: Database,
+    run_id: str,
+    key: str,
+    completion: facts.Completion | None = None,
+    *,
+    now: datetime,
+    outcome: str = "SUCCEEDED",
+    retryable: bool = True,
+) -> bool:
+    """A completion of the task's current attempt (what the API's /completed applies):
+    ``completion``, or a bare one of ``outcome`` (``boom`` as the error of a non-success)."""
+    if completion is None:
+        completion = facts.Completion(
+            outcome=outcome,
+            worker_id=WORKER,
+            error_message=None if outcome == "SUCCEEDED" else "boom",
+            retryable=retryable,
+        )
+    with database.transaction() as session:
+        run, task = _locked(session, run_id, key)
+        return facts.apply_completion(session, run, task, completion, now=now)
+
+
+def heartbeat(database: Database, run_id: str, key: str, *, now: datetime) -> None:
+    """A heartbeat of the task's current attempt at ``now``."""
+    with database.transaction() as session:
+        facts.apply_heartbeat(
+            session, _task(session, run_id, key), now=now, progress_pct=None, message=None
+        )
 
 
 def run_task(database: Database, run_id: str, key: str, *, now: datetime) -> None:
@@ -196,20 +212,33 @@ def set_cancel_requested(database: Database, run_id: str) -> None:
         session.execute(update(Run).where(Run.run_id == run_id).values(cancel_requested=True))
 
 
+def age(database: Database, run_id: str, key: str, **columns: timedelta) -> None:
+    """Move a task's time columns into the past (``ready_at=timedelta(minutes=6)`` means
+    READY since six minutes before T0)."""
+    with database.transaction() as session:
+        task = _task(session, run_id, key)
+        for column, delta in columns.items():
+            setattr(task, column, T0 - delta)
+
+
 # --- reads ----------------------------------------------------------------------------------
 
 
 def load_run(database: Database, run_id: str) -> Run:
+    """The run row as stored now."""
     with database.transaction() as session:
         run = session.get(Run, run_id)
-        assert run is not None
+        if run is None:
+            raise LookupError(f"no run {run_id}")
         return run
 
 
 def load_task(database: Database, run_id: str, key: str) -> Task:
+    """The task row as stored now."""
     with database.transaction() as session:
         task = session.get(Task, (run_id, key))
-        assert task is not None
+        if task is None:
+            raise LookupError(f"no task {run_id}/{key}")
         return task
 
 
@@ -220,6 +249,7 @@ def task_states(database: Database, run_id: str) -> dict[str, str]:
 
 
 def outbox_rows(database: Database, run_id: str) -> list[DispatchOutbox]:
+    """The run's outbox rows by task and attempt."""
     with database.transaction() as session:
         stmt = (
             select(DispatchOutbox)
@@ -229,9 +259,25 @@ def outbox_rows(database: Database, run_id: str) -> list[DispatchOutbox]:
         return list(session.scalars(stmt))
 
 
+def outbox_by_dispatch_id(database: Database, run_id: str | None = None) -> list[DispatchOutbox]:
+    """Every outbox row (of ``run_id``), by dispatch id."""
+    with database.transaction() as session:
+        stmt = select(DispatchOutbox).order_by(DispatchOutbox.dispatch_id)
+        if run_id is not None:
+            stmt = stmt.where(DispatchOutbox.run_id == run_id)
+        return list(session.scalars(stmt))
+
+
+def outbox_row(database: Database, dispatch_id: str) -> DispatchOutbox | None:
+    """One outbox row, or ``None`` when it is gone."""
+    with database.transaction() as session:
+        return session.get(DispatchOutbox, dispatch_id)
+
+
 def task_events(
     database: Database, run_id: str, key: str, kind: str | None = None
 ) -> list[TaskEvent]:
+    """The task's history (of one ``kind``), oldest first."""
     with database.transaction() as session:
         stmt = select(TaskEvent).where(TaskEvent.run_id == run_id, TaskEvent.task_key == key)
         if kind is not None:
