@@ -12,8 +12,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TextIO
 
 import pytest
+import structlog
 from sqlalchemy import text
 
 from arco_orchestration.db import Database, make_engine
@@ -43,6 +45,27 @@ def pytest_configure(config: pytest.Config) -> None:
         sys.stderr.write(f"conftest: no PostgreSQL container, its cases are skipped: {exc}\n")
         return
     config.stash[_CONTAINER] = stack
+
+
+@pytest.fixture(scope="session")
+def _log_stream() -> Iterator[TextIO]:
+    """A file object of the tests' own over standard output's descriptor (so pytest still
+    captures what it receives)."""
+    stream = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    yield stream
+    stream.close()
+
+
+@pytest.fixture(autouse=True)
+def _structlog_apart_from_pytest_capture(_log_stream: TextIO) -> None:
+    """In-process servers (the worker's loop, callback APIs) go on logging from their threads
+    after a test body returns, while pytest reads and truncates its capture file object. On
+    Python 3.11 one file object written and truncated from two threads can crash the
+    interpreter (a segfault in CI, cpython gh-119506), so structlog writes to a file object of
+    its own. A test may still configure structlog as it needs (``capture_logs`` and the like)."""
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(_log_stream), cache_logger_on_first_use=False
+    )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

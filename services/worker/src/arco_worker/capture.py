@@ -89,12 +89,20 @@ class _Tee:
     def __init__(self, real: TextIO, name: str) -> None:
         self._real = real
         self._name = name
+        # Handler threads print while the loop logs: one writer at a time on the real stream
+        # (Python 3.11's text files are not safe to write from two threads at once).
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
         output = _current.get()
         if output is not None and text:
             output.write(self._name, text)
-        return self._real.write(text)
+        with self._lock:
+            return self._real.write(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._real.flush()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)

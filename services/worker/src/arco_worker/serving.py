@@ -17,6 +17,7 @@ import structlog
 import uvicorn
 
 from arco_logs import configure_logging
+from arco_worker import capture
 from arco_worker.app import create_app
 from arco_worker.errors import RegistrationError
 from arco_worker.registry import TaskRegistry
@@ -168,6 +169,9 @@ def run(
         print(
             f"arco-worker: warning (accepted only in the dev posture): {warning}", file=sys.stderr
         )
+    # The worker's own log lines go through the same stdout tee as the tasks' prints, so one
+    # lock orders every write to the real stream.
+    capture.install()
     configure_logging(settings.log_level, stream=sys.stdout)
     log.info(
         "worker_starting",
