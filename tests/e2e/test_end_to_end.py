@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from arco_stack.harness import ArcoStack
 from arco_stack.preflight import artifact_checks, config_checks, live_checks
 from arco_stack.verification import verify
 
-from .conftest import RunningStack
 from .e2e_handlers import ITEM_KEYS, e2e_manifest
 
 pytestmark = pytest.mark.timeout(240)
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(240)
 def _latest_manifest(request: pytest.FixtureRequest) -> None:
     """Runs plan from the latest manifest; the checklist deploys the demo's, so redeploy ours."""
     if "e2e" in request.fixturenames:
-        stack: RunningStack = request.getfixturevalue("e2e")
+        stack: ArcoStack = request.getfixturevalue("e2e")
         stack.client.deploy_manifest(e2e_manifest())
 
 
@@ -38,7 +38,7 @@ def _poll(what: str, check: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.2)
 
 
-def test_verification_checklist_passes(e2e: RunningStack) -> None:
+def test_verification_checklist_passes(e2e: ArcoStack) -> None:
     """The cutover runbook's Verification Checklist, as `arco-stack verify` runs it."""
     # The suite's own manifest is active: the probe replaces it only when told to.
     checks = verify(e2e.client, timeout=120, deploy_probe=True)
@@ -46,16 +46,16 @@ def test_verification_checklist_passes(e2e: RunningStack) -> None:
     assert not failed
 
 
-def test_preflight_passes_against_the_running_stack(e2e: RunningStack) -> None:
+def test_preflight_passes_against_the_running_stack(e2e: ArcoStack) -> None:
     """The runbook's preconditions, including the calls to the running api and worker: an
     invalid callback token gets 401 and a legacy dispatch payload gets 400."""
-    env = e2e.stack.env
+    env = e2e.env
     checks = config_checks(env) + artifact_checks() + live_checks(env)
     assert [(check.name, check.evidence) for check in checks if not check.ok] == []
     assert any(check.name == "a callback with an invalid token gets 401" for check in checks)
 
 
-def test_failing_asset_retries_and_the_dag_succeeds(e2e: RunningStack) -> None:
+def test_failing_asset_retries_and_the_dag_succeeds(e2e: ArcoStack) -> None:
     run = e2e.client.trigger_run({"selection": ["e2e.ok"], "includeUpstream": True})
     final = e2e.client.wait_terminal(run["runId"], timeout=120)
     assert final["state"] == "SUCCEEDED"
@@ -66,7 +66,7 @@ def test_failing_asset_retries_and_the_dag_succeeds(e2e: RunningStack) -> None:
     assert _task(tasks, "e2e.ok")["storedState"] == "SUCCEEDED"
 
 
-def test_permanent_failure_skips_downstream(e2e: RunningStack) -> None:
+def test_permanent_failure_skips_downstream(e2e: ArcoStack) -> None:
     run = e2e.client.trigger_run({"selection": ["e2e.after"], "includeUpstream": True})
     final = e2e.client.wait_terminal(run["runId"], timeout=120)
     assert final["state"] == "FAILED"
@@ -79,7 +79,7 @@ def test_permanent_failure_skips_downstream(e2e: RunningStack) -> None:
     }
 
 
-def test_cancel_while_running_reports_cancelled(e2e: RunningStack) -> None:
+def test_cancel_while_running_reports_cancelled(e2e: ArcoStack) -> None:
     run_id = e2e.client.trigger_run({"selection": ["e2e.long"]})["runId"]
 
     def running_with_heartbeat() -> bool:
@@ -96,7 +96,7 @@ def test_cancel_while_running_reports_cancelled(e2e: RunningStack) -> None:
     assert "cancelledDuringPhase" in completed[-1]["detail"]
 
 
-def test_worker_killed_mid_task_is_reaped_and_retried(e2e: RunningStack) -> None:
+def test_worker_killed_mid_task_is_reaped_and_retried(e2e: ArcoStack) -> None:
     run_id = e2e.client.trigger_run({"selection": ["e2e.crashy"]})["runId"]
 
     def running() -> bool:
@@ -115,7 +115,7 @@ def test_worker_killed_mid_task_is_reaped_and_retried(e2e: RunningStack) -> None
     assert reaped[0]["detail"]["errorMessage"] == "heartbeat_timeout_anti_entropy"
 
 
-def test_dispatcher_restarted_mid_run_loses_nothing(e2e: RunningStack) -> None:
+def test_dispatcher_restarted_mid_run_loses_nothing(e2e: ArcoStack) -> None:
     run_id = e2e.client.trigger_run({"selection": list(ITEM_KEYS)})["runId"]
     e2e.kill("dispatcher")
     e2e.restart("dispatcher")
