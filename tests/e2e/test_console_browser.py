@@ -322,4 +322,4 @@ def test_a_run_of_two_hundred_tasks_is_drawn_with_every_state_written(
         assert str(graph.get_attribute("aria-label")).endswith("200 nodes in 8 layers")
         console.shot(screenshots, "run-200-tasks", max_height=1300)
     finally:
-        console.stack.client.deploy_manifest(e2e_manifest())
+        console.stack.deploy(e2e_manifest())

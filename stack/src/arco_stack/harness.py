@@ -224,16 +224,20 @@ class ArcoStack:
         self,
         *keys: str,
         partition: str | None = None,
+        include_upstream: bool = False,
         wait: bool = True,
         timeout: float = 60.0,
     ) -> dict[str, Any]:
-        """Trigger a run of ``keys``; with ``wait``, return the run once it ended (or raise
-        ``TimeoutError``), else as created. The run document is the API's."""
+        """Trigger a run of ``keys`` (with ``include_upstream``, of what they depend on too);
+        with ``wait``, return the run once it ended (or raise ``TimeoutError``), else as
+        created. The run document is the API's."""
         if not keys:
             raise ValueError("trigger() needs at least one task key")
         body: dict[str, Any] = {"selection": list(keys)}
         if partition is not None:
             body["partitionKey"] = partition
+        if include_upstream:
+            body["includeUpstream"] = True
         run = self.client.trigger_run(body)
         if not wait:
             return run
