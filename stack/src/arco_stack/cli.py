@@ -3,8 +3,6 @@ check the cutover preconditions, verify a running stack, and look at runs."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import signal
@@ -14,8 +12,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
+from arco_stack.cli_checks import preflight, verify_command
+from arco_stack.cli_options import (
+    DEFAULT_DATA_DIR,
+    ApiUrl,
+    DataDir,
+    JsonFlag,
+    JwtSecret,
+    Tenant,
+    TokenOption,
+    WorkerDir,
+    WorkerOption,
+    Workspace,
+    client_for,
+    local_client,
+    local_env,
+    print_json,
+)
+from arco_stack.cli_runs import runs_app
 from arco_stack.cli_support import (
     CliError,
     err,
@@ -25,96 +40,21 @@ from arco_stack.cli_support import (
     resolve_run_id,
     wait_for_run,
 )
-from arco_stack.client import ApiClient, user_token
+from arco_stack.client import user_token
 from arco_stack.config import (
     TENANT_ID,
     WORKSPACE_ID,
     Ports,
-    read_env_file,
-    recorded_ports,
-    stack_environment,
 )
 from arco_stack.conformance.command import conformance
 from arco_stack.demo import demo_trigger
 from arco_stack.local import WORKER, LocalStack
 from arco_stack.manifests import ManifestChange, manifest_from_file, manifest_from_worker
-from arco_stack.preflight import artifact_checks, config_checks, live_checks
 from arco_stack.processes import Service
-from arco_stack.verification import Check, verify
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
-runs_app = typer.Typer(help="Look at and act on runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
-app.command()(conformance)
-
-DataDir = Annotated[
-    Path, typer.Option("--data-dir", help="where the local stack keeps secrets, SQLite and logs")
-]
-DEFAULT_DATA_DIR = Path(".arco")
-JsonFlag = Annotated[bool, typer.Option("--json", help="print the API's JSON document only")]
-WorkerOption = Annotated[
-    str | None,
-    typer.Option(
-        "--worker", metavar="MODULE:ATTR", help="your arco_worker.Worker, e.g. mytasks:worker"
-    ),
-]
-WorkerDir = Annotated[
-    Path | None,
-    typer.Option("--worker-dir", help="folder to import --worker from (default: current folder)"),
-]
-ApiUrl = Annotated[str | None, typer.Option(help="API root; default: the local stack's")]
-TokenOption = Annotated[str | None, typer.Option(help="user bearer JWT (with --api-url)")]
-JwtSecret = Annotated[
-    str | None,
-    typer.Option(envvar="ARCO_JWT_SECRET", help="with --api-url: mint a user JWT with this secret"),
-]
-Tenant = Annotated[str, typer.Option(envvar="ARCO_TENANT_ID")]
-Workspace = Annotated[str, typer.Option(envvar="ARCO_WORKSPACE_ID")]
 _PARTITION = re.compile(r"^([^=\s]+)=(.*)$")
-
-
-def _local_env(data_dir: Path) -> dict[str, str]:
-    """The environment of the local stack of ``data_dir`` (never creates secrets)."""
-    return stack_environment(data_dir, ports=recorded_ports(data_dir), create=False)
-
-
-def _local_client(data_dir: Path) -> ApiClient:
-    """A client of the local stack of ``data_dir``."""
-    return ApiClient.of_stack(_local_env(data_dir))
-
-
-def _client(
-    data_dir: Path,
-    api_url: str | None,
-    token: str | None,
-    *,
-    jwt_secret: str | None = None,
-    tenant: str | None = None,
-    workspace: str | None = None,
-) -> ApiClient:
-    """A run-API client: the local stack's URL and credentials unless ``api_url`` is given,
-    which then needs ``token`` or a non-empty ``jwt_secret``."""
-    if api_url is None:
-        if token:
-            env = _local_env(data_dir)
-            return ApiClient(env["ARCO_FLOW_CALLBACK_BASE_URL"], token, env["ARCO_WORKSPACE_ID"])
-        return _local_client(data_dir)
-    workspace = workspace or WORKSPACE_ID
-    if token:
-        return ApiClient(api_url, token, workspace)
-    if not (jwt_secret or "").strip():
-        raise CliError(
-            f"--api-url {api_url} needs --token or a non-empty --jwt-secret "
-            "(ARCO_JWT_SECRET; with compose: `set -a; . ./.env; set +a` first)"
-        )
-    return ApiClient(
-        api_url, user_token(jwt_secret or "", tenant or TENANT_ID, workspace), workspace
-    )
-
-
-def _print_json(document: Any) -> None:
-    # Plain print: rich would re-wrap long lines and break the JSON for scripts.
-    print(json.dumps(document, indent=2))
 
 
 def _load_worker(spec: str, worker_dir: Path | None) -> Any:
@@ -272,7 +212,7 @@ def token(
             raise CliError("--jwt-secret is empty (with compose: `set -a; . ./.env; set +a` first)")
         secret = jwt_secret
     else:
-        env = _local_env(data_dir)
+        env = local_env(data_dir)
         secret, tenant, workspace = (
             env["ARCO_JWT_SECRET"], env["ARCO_TENANT_ID"], env["ARCO_WORKSPACE_ID"]
         )  # fmt: skip
@@ -312,15 +252,15 @@ def deploy(
         else manifest_from_file(manifest_file)  # type: ignore[arg-type]
     )
     if dry_run:
-        _print_json(manifest)
+        print_json(manifest)
         return
-    with _client(
+    with client_for(
         data_dir, api_url, token, jwt_secret=jwt_secret, tenant=tenant, workspace=workspace
     ) as client:
         change = ManifestChange.between(client.latest_manifest(), manifest)
         deployed = client.deploy_manifest(manifest)
     if as_json:
-        _print_json({**deployed, **change.to_json()})
+        print_json({**deployed, **change.to_json()})
         return
     out.print(
         f"deployed manifest {deployed['manifestId']} ({deployed['assetCount']} assets, "
@@ -370,19 +310,19 @@ def trigger(
     if downstream:
         body["includeDownstream"] = True
     progress = err if as_json else out
-    with _local_client(data_dir) as client:
+    with local_client(data_dir) as client:
         created = client.trigger_run(body)
         run_id = created["runId"]
         if not wait:
             if as_json:
-                _print_json(created)
+                print_json(created)
             else:
                 out.print(f"run {run_id} {created['state']}", highlight=False)
             return
         progress.print(f"run {run_id} triggered", highlight=False)
         run = wait_for_run(client, run_id, timeout=timeout, console=progress)
     if as_json:
-        _print_json(run)
+        print_json(run)
     progress.print(f"run {run_id} {run['state']}", highlight=False)
     if run["state"] != "SUCCEEDED":
         for key, state, message in failed_tasks(run):
@@ -406,12 +346,12 @@ def logs(
     as_json: JsonFlag = False,
 ) -> None:
     """Print what a run's tasks wrote (stdout, stderr and log records, per attempt)."""
-    with _local_client(data_dir) as client:
+    with local_client(data_dir) as client:
         run_id = resolve_run_id(client, run_id)
         if not follow:
             text = client.run_logs(run_id, task)
             if as_json:
-                _print_json({"runId": run_id, "taskKey": task, "logs": text or ""})
+                print_json({"runId": run_id, "taskKey": task, "logs": text or ""})
             elif text is None:
                 raise CliError(
                     f"no logs for run {run_id}{f' task {task}' if task else ''} yet "
@@ -432,170 +372,10 @@ def logs(
             time.sleep(1.0)
 
 
-def _print_checks(title: str, checks: list[Check]) -> bool:
-    table = Table(title=title)
-    for column in ("", "check", "evidence"):
-        table.add_column(column)
-    for check in checks:
-        table.add_row("[green]PASS[/]" if check.ok else "[red]FAIL[/]", check.name, check.evidence)
-    out.print(table)
-    return all(check.ok for check in checks)
-
-
-@app.command()
-@handled
-def preflight(
-    env_file: Annotated[
-        Path | None, typer.Option(help="env file; default: the environment")
-    ] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="use a local stack's configuration")] = None,
-    offline: Annotated[bool, typer.Option(help="skip the checks that call the services")] = False,
-) -> None:
-    """The runbook's preconditions and deploy-order gates; non-zero exit on any failure."""
-    env: dict[str, str] = dict(os.environ)
-    if data_dir is not None:
-        env.update(_local_env(data_dir))
-    if env_file is not None:
-        env.update(read_env_file(env_file))
-    checks = config_checks(env) + artifact_checks()
-    if not offline:
-        checks += live_checks(env)
-    if not _print_checks("preflight", checks):
-        raise typer.Exit(1)
-
-
-@app.command("verify")
-@handled
-def verify_command(
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-    api_url: ApiUrl = None,
-    token: TokenOption = None,
-    jwt_secret: JwtSecret = None,
-    tenant: Tenant = TENANT_ID,
-    workspace: Workspace = WORKSPACE_ID,
-    select: Annotated[
-        list[str] | None,
-        typer.Option(help="probe with this existing asset (repeatable); deploys nothing"),
-    ] = None,
-    deploy_probe: Annotated[
-        bool, typer.Option(help="deploy the probe manifest even over another manifest")
-    ] = False,
-    timeout: float = 180.0,
-) -> None:
-    """The runbook's verification checklist against a running stack; non-zero on failure.
-
-    Against the local stack of ``--data-dir`` by default; elsewhere give ``--api-url`` and
-    either ``--token`` or ``--jwt-secret`` (with ``--tenant``/``--workspace``). It never
-    replaces a manifest it did not deploy: it probes with ``--select KEY`` (an existing asset),
-    or deploys its probe manifest only into an empty workspace or with ``--deploy-probe``.
-    """
-    with _client(
-        data_dir, api_url, token, jwt_secret=jwt_secret, tenant=tenant, workspace=workspace
-    ) as client:
-        checks = verify(client, timeout=timeout, select=select, deploy_probe=deploy_probe)
-    if not _print_checks("verification checklist", checks):
-        raise typer.Exit(1)
-
-
-@runs_app.command("list")
-@handled
-def runs_list(
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-    limit: int = 20,
-    state: str | None = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Newest runs first."""
-    with _local_client(data_dir) as client:
-        result = client.list_runs(limit=limit, state=state)
-    if as_json:
-        _print_json(result)
-        return
-    # Borderless and compact so a run id (copied from here) is never cut, even at 80 columns.
-    table = Table(box=None, padding=(0, 2, 0, 0), header_style="bold")
-    width = max((len(run["runId"]) for run in result["runs"]), default=3)
-    table.add_column("run", no_wrap=True, min_width=width)
-    table.add_column("state", no_wrap=True, min_width=9)
-    table.add_column("created (UTC)", no_wrap=True, min_width=19)
-    table.add_column("ok/tasks", no_wrap=True)
-    table.add_column("failed", no_wrap=True)
-    for run in result["runs"]:
-        table.add_row(
-            run["runId"],
-            run["state"],
-            run["createdAt"][:19].replace("T", " "),
-            f"{run['tasksSucceeded']}/{run['taskCount']}",
-            str(run["tasksFailed"]),
-        )
-    out.print(table, crop=False)
-
-
-def _tasks_table(run: dict[str, Any], tasks: list[dict[str, Any]]) -> Table:
-    table = Table(title=f"run {run['runId']}: {run['state']}", title_justify="left")
-    table.add_column("task", no_wrap=True)
-    for column in ("stored state", "attempt", "history"):
-        table.add_column(column)
-    for task in tasks:
-        attempts = task.get("attempts", [])
-        history = " | ".join(" -> ".join(a["states"]) for a in attempts if isinstance(a, dict))
-        table.add_row(str(task["taskKey"]), str(task["storedState"]), str(task["attempt"]), history)
-    return table
-
-
-@runs_app.command("get")
-@handled
-def runs_get(
-    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of one")],
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-    as_json: JsonFlag = False,
-) -> None:
-    """One run with each task's stored state and attempt history."""
-    with _local_client(data_dir) as client:
-        run_id = resolve_run_id(client, run_id)
-        run = client.get_run(run_id)
-        if as_json:
-            _print_json(run)
-            return
-        out.print(_tasks_table(run, client.run_tasks(run_id)), crop=False)
-
-
-@runs_app.command("cancel")
-@handled
-def runs_cancel(
-    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of one")],
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-    reason: str = "cancelled by arco-stack",
-    as_json: JsonFlag = False,
-) -> None:
-    """Request cancellation of a run."""
-    with _local_client(data_dir) as client:
-        run_id = resolve_run_id(client, run_id)
-        run = client.get_run(run_id)
-        if run["state"] in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"):
-            raise CliError(f"run {run_id} already ended {run['state']}: nothing to cancel")
-        result = client.cancel_run(run_id, reason)
-    if as_json:
-        _print_json(result)
-        return
-    out.print(f"run {run_id}: cancellation requested ({result.get('state', '')})", highlight=False)
-
-
-@runs_app.command("watch")
-@handled
-def runs_watch(
-    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of one")],
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-    timeout: float = 600.0,
-    as_json: JsonFlag = False,
-) -> None:
-    """Show a run's task state changes until it ends."""
-    with _local_client(data_dir) as client:
-        run_id = resolve_run_id(client, run_id)
-        final = wait_for_run(client, run_id, timeout=timeout, console=err if as_json else out)
-    if as_json:
-        _print_json(final)
-    else:
-        out.print(f"run {run_id} ended {final['state']}", highlight=False)
+# Registered after the commands above so `--help` lists the author's commands first.
+app.command()(preflight)
+app.command("verify")(verify_command)
+app.command()(conformance)
 
 
 if __name__ == "__main__":
