@@ -5,22 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from arco_stack.client import ApiClient
-from arco_stack.config import (
-    ENV_FILE,
-    QUICK_REPAIR_OVERRIDES,
-    Ports,
-    ServiceSpec,
-    free_port,
-    service_specs,
-    stack_environment,
-)
-from arco_stack.processes import Stack, migrate
+from arco_stack.config import ENV_FILE, ServiceSpec, free_port
+from arco_stack.harness import ArcoStack, HarnessOptions
+from arco_stack.processes import Stack
 
 from .chaos_handlers import EXECUTIONS_ENV, TASKS_ENV
 from .postgres_server import PostgresServer, find_bindir
@@ -61,25 +54,38 @@ def chaos_server() -> Iterator[PostgresServer]:
 
 @dataclass
 class StackHandle:
-    """One stack of the four services, and what a test needs to drive and check it."""
+    """One stack of the four services (started by the plugin's harness), and what a test
+    needs to drive and check it."""
 
-    stack: Stack
-    specs: dict[str, ServiceSpec]
-    client: ApiClient
+    arco: ArcoStack
+
+    @property
+    def stack(self) -> Stack:
+        return self.arco.processes
+
+    @property
+    def specs(self) -> dict[str, ServiceSpec]:
+        return self.arco.specs()
+
+    @property
+    def client(self) -> ApiClient:
+        return self.arco.client
 
     @property
     def api_log(self) -> Path:
-        return self.stack.data_dir / "logs" / "api.log"
+        return self.arco.data_dir / "logs" / "api.log"
+
+    def stop(self) -> None:
+        self.arco.stop()
 
 
 def start_stack(
     data_dir: Path, database_url: str, executions: Path, *, tasks: int, worker_concurrency: int
 ) -> StackHandle:
-    """Start api, worker (the chaos handlers), dispatcher and sweeper on free ports. Stacks
-    started in data directories holding the same ``stack.env`` share their secrets."""
+    """Start api, worker (the chaos handlers), dispatcher and sweeper on free ports, as the
+    pytest plugin does (with its quick repairs). Stacks started in data directories holding
+    the same ``stack.env`` share their secrets."""
     overrides = {
-        **QUICK_REPAIR_OVERRIDES,
-        "PYTHONPATH": str(REPO_ROOT),
         EXECUTIONS_ENV: str(executions),
         TASKS_ENV: str(tasks),
         "ARCO_WORKER_CONCURRENCY": str(worker_concurrency),
@@ -89,14 +95,10 @@ def start_stack(
         "ARCO_FLOW_SWEEP_STUCK_READY_SECS": "30",
         "ARCO_FLOW_SWEEP_STUCK_DISPATCHED_SECS": "60",
     }
-    ports = Ports.free()
-    env = stack_environment(data_dir, ports=ports, database_url=database_url, overrides=overrides)
-    migrate(env)
-    specs = {spec.name: spec for spec in service_specs(ports)}
-    specs["worker"] = replace(specs["worker"], args=("--worker", WORKER))
-    stack = Stack(data_dir, env)
-    stack.start_all(specs.values())
-    return StackHandle(stack, specs, ApiClient.of_stack(env))
+    options = HarnessOptions(
+        worker=WORKER, worker_dir=REPO_ROOT, database_url=database_url, overrides=overrides
+    )
+    return StackHandle(ArcoStack(options, data_dir).start())
 
 
 def share_secrets(source: Path, target: Path) -> None:

@@ -84,8 +84,7 @@ def test_killing_every_service_and_crashing_postgres_loses_no_task(
         controller.execute(steps)
         finished = controller.watch(stop=_all_finished(db), timeout=FINISH_TIMEOUT_SECS)
     finally:
-        handle.client.close()
-        handle.stack.stop()
+        handle.stop()
 
     findings = _findings(db, executions)
     check_server_errors([handle.api_log], controller.outages, findings)
@@ -119,7 +118,7 @@ def test_two_of_each_service_share_one_database(
     try:
         second = start_stack(tmp_path / "b", url, executions, tasks=tasks, worker_concurrency=8)
     except Exception:
-        first.stack.stop()
+        first.stop()
         raise
     db = Database.from_url(url)
     keys = task_keys(tasks)
@@ -132,8 +131,7 @@ def test_two_of_each_service_share_one_database(
         finished = _wait(_all_finished(db), FINISH_TIMEOUT_SECS)
     finally:
         for handle in (first, second):
-            handle.client.close()
-            handle.stack.stop()
+            handle.stop()
 
     findings = _findings(db, executions)
     check_server_errors([first.api_log, second.api_log], [], findings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from arco_envelope import ErrorCategory, TaskOutput
 from arco_worker import TaskCancelled, TaskContext, TaskFailure, Worker
 
@@ -24,6 +26,9 @@ def flaky(ctx: TaskContext) -> TaskOutput:
 
 @worker.task("e2e.fail")
 def fail(ctx: TaskContext) -> None:
+    """Writes to stdout and stderr first: the worker uploads both as the attempt's logs."""
+    print("loading rows\nchecking quality")
+    print("quality check failed: 3 rows without a key", file=sys.stderr)
     raise TaskFailure("always fails", category=ErrorCategory.DATA_QUALITY, retryable=False)
 
 

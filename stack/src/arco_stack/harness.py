@@ -7,9 +7,11 @@ container."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from arco_stack.client import ApiClient, user_token
@@ -17,7 +19,7 @@ from arco_stack.config import QUICK_REPAIR_OVERRIDES, Ports, ServiceSpec
 from arco_stack.containers import ContainerError, postgres_container
 from arco_stack.local import WORKER, LocalStack
 from arco_stack.manifests import manifest_from_worker
-from arco_stack.processes import tail
+from arco_stack.processes import Stack, tail
 from arco_worker.errors import RegistrationError
 from arco_worker.registry import TaskRegistry
 from arco_worker.serving import load_worker
@@ -38,6 +40,9 @@ class HarnessOptions:
     database_url: str | None = None
     postgres_container: bool = False
     worker_dir: Path | None = None  # where MODULE is imported from (the project root)
+    # Environment for every service, over the defaults and the quick repairs (a test that
+    # needs the sample handlers too sets ARCO_WORKER_SAMPLE_TASKS=true here).
+    overrides: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,7 +112,7 @@ class ArcoStack:
         self._client = self._local.client()
 
     def _overrides(self) -> dict[str, str]:
-        overrides = dict(QUICK_REPAIR_OVERRIDES)
+        overrides = {**QUICK_REPAIR_OVERRIDES, **self.options.overrides}
         if self.options.worker_url is not None:
             url = self.options.worker_url.rstrip("/")
             overrides["ARCO_FLOW_DISPATCH_TARGET_URL"] = (
@@ -132,7 +137,60 @@ class ArcoStack:
             self._local = None
         self._exits.close()
 
+    def __enter__(self) -> ArcoStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- failures on purpose -----------------------------------------------------------------
+
+    @property
+    def processes(self) -> Stack:
+        """The service processes (``processes.Stack``), for tests that drive them directly."""
+        if self._local is None:
+            raise HarnessError("the stack is not running")
+        return self._local.stack
+
+    def specs(self) -> dict[str, ServiceSpec]:
+        """How each service is started (command, port, arguments), by name."""
+        if self._local is None:
+            raise HarnessError("the stack is not running")
+        return {spec.name: spec for spec in self._local.specs()}
+
+    def kill(self, service: str) -> None:
+        """SIGKILL one service (``api``, ``worker``, ``dispatcher`` or ``sweeper``), as in a
+        crash: no chance to clean up. :meth:`restart` brings it back."""
+        try:
+            self.processes.kill(service)
+        except KeyError:
+            raise HarnessError(f"no running service named {service!r}") from None
+
+    def restart(self, service: str, timeout: float = 60.0) -> None:
+        """Start ``service`` again (stopping it first when it runs) on the same port and
+        environment, and wait until it is ready."""
+        if self._local is None:
+            raise HarnessError("the stack is not running")
+        processes = self._local.stack
+        if any(running.spec.name == service for running in processes.services):
+            started = processes.restart(service)
+        else:
+            specs = self.specs()
+            if service not in specs:
+                raise HarnessError(f"no service named {service!r}; known: {sorted(specs)}")
+            started = processes.start(specs[service])
+        processes.wait_ready(started, timeout=timeout)
+
     # --- the API -----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._local is not None
 
     @property
     def client(self) -> ApiClient:
@@ -166,16 +224,20 @@ class ArcoStack:
         self,
         *keys: str,
         partition: str | None = None,
+        include_upstream: bool = False,
         wait: bool = True,
         timeout: float = 60.0,
     ) -> dict[str, Any]:
-        """Trigger a run of ``keys``; with ``wait``, return the run once it ended (or raise
-        ``TimeoutError``), else as created. The run document is the API's."""
+        """Trigger a run of ``keys`` (with ``include_upstream``, of what they depend on too);
+        with ``wait``, return the run once it ended (or raise ``TimeoutError``), else as
+        created. The run document is the API's."""
         if not keys:
             raise ValueError("trigger() needs at least one task key")
         body: dict[str, Any] = {"selection": list(keys)}
         if partition is not None:
             body["partitionKey"] = partition
+        if include_upstream:
+            body["includeUpstream"] = True
         run = self.client.trigger_run(body)
         if not wait:
             return run

@@ -6,18 +6,34 @@ Installing arco-stack registers it (entry point ``pytest11``); ``pytest_plugins 
 SQLite in a temporary folder by default; ``--arco-database-url URL`` or ``--arco-postgres
 container`` (testcontainers, image ``$ARCO_TEST_POSTGRES_IMAGE``, default ``postgres:16``) for
 PostgreSQL. A failing test that used the fixture shows the tail of each service's log.
+
+``arco_stack_factory`` starts more stacks, each with its own options over the command line's
+(another worker, another database, extra environment): ``arco_stack_factory(worker=
+"tests.e2e.e2e_handlers:worker", database_url=url)``. Each is stopped at the end of the
+session, or earlier by its ``stop()``; ``arco_stack`` is the factory's stack with the command
+line's options.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
+from dataclasses import replace
+from typing import Any, Protocol
 
 import pytest
 
 from arco_stack.harness import ArcoStack, HarnessError, HarnessOptions
 from arco_stack.processes import StackError
 
-_RUNNING = pytest.StashKey[ArcoStack]()
+_RUNNING = pytest.StashKey[list[ArcoStack]]()
+_FIXTURES = ("arco_stack", "arco_stack_factory")
+
+
+class ArcoStackFactory(Protocol):
+    """Start a stack; keyword arguments replace fields of :class:`HarnessOptions` (``worker``,
+    ``worker_url``, ``database_url``, ``postgres_container``, ``worker_dir``, ``overrides``)."""
+
+    def __call__(self, **options: Any) -> ArcoStack: ...
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,24 +79,43 @@ def _log_sections(stack: ArcoStack) -> str:
 
 
 @pytest.fixture(scope="session")
-def arco_stack(
+def arco_stack_factory(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ArcoStack]:
-    """api, dispatcher, sweeper and the worker under test as real processes on free ports."""
+) -> Iterator[ArcoStackFactory]:
+    """Starts stacks (api, dispatcher, sweeper, a worker) on free ports; each one's options
+    are the command line's with the keyword arguments replacing fields."""
+    running = request.config.stash.setdefault(_RUNNING, [])
+    started: list[ArcoStack] = []
+
+    def start(**changes: Any) -> ArcoStack:
+        defaults = _options(request.config)
+        if "worker" in changes or "worker_url" in changes:
+            # Naming one worker drops the command line's other.
+            defaults = replace(defaults, worker=None, worker_url=None)
+        try:
+            stack = ArcoStack(replace(defaults, **changes), tmp_path_factory.mktemp("arco-stack"))
+        except (HarnessError, TypeError) as exc:
+            pytest.fail(f"arco_stack: {exc}", pytrace=False)
+        try:
+            stack.start()
+        except (HarnessError, StackError) as exc:
+            pytest.fail(f"arco_stack could not start: {exc}\n{_log_sections(stack)}", pytrace=False)
+        started.append(stack)
+        running.append(stack)
+        return stack
+
     try:
-        stack = ArcoStack(_options(request.config), tmp_path_factory.mktemp("arco-stack"))
-    except HarnessError as exc:
-        pytest.fail(f"arco_stack: {exc}", pytrace=False)
-    try:
-        stack.start()
-    except (HarnessError, StackError) as exc:
-        pytest.fail(f"arco_stack could not start: {exc}\n{_log_sections(stack)}", pytrace=False)
-    request.config.stash[_RUNNING] = stack
-    try:
-        yield stack
+        yield start
     finally:
-        del request.config.stash[_RUNNING]
-        stack.stop()
+        for stack in reversed(started):
+            stack.stop()
+            running.remove(stack)
+
+
+@pytest.fixture(scope="session")
+def arco_stack(arco_stack_factory: ArcoStackFactory) -> ArcoStack:
+    """api, dispatcher, sweeper and the worker under test as real processes on free ports."""
+    return arco_stack_factory()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -88,9 +123,13 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    stack = item.config.stash.get(_RUNNING, None)
-    uses_stack = "arco_stack" in getattr(item, "fixturenames", ())
-    if report.failed and stack is not None and uses_stack:
+    fixtures = getattr(item, "fixturenames", ())
+    if not report.failed or not any(name in fixtures for name in _FIXTURES):
+        return report
+    stacks = [stack for stack in item.config.stash.get(_RUNNING, []) if stack.running]
+    for stack in stacks:
+        # Several stacks run at once: each section names the stack's data folder.
+        label = f" ({stack.data_dir.name})" if len(stacks) > 1 else ""
         for name, text in stack.service_logs().items():
-            report.sections.append((f"arco-stack {name} log (last lines)", text))
+            report.sections.append((f"arco-stack{label} {name} log (last lines)", text))
     return report
