@@ -1,20 +1,25 @@
 """What the console's buttons do: trigger, cancel, rerun from failure.
 
-Each action is a request to the run API of this same application, in process (no socket),
-with the signed-in user's JWT as its bearer token. The console therefore obeys exactly the
-rules, limits, idempotency and error messages of the API, and cannot drift from them.
+Each action calls the run API's own parser and use case (``arco_orchestration.usecases.runs``)
+with the signed-in user's scope, so the console obeys the API's rules, idempotency and error
+messages and cannot drift from them.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from arco_api.console.session import ConsoleSession
+from arco_api.context import api_context
+from arco_orchestration.planning import PlanningError, parse_rerun_request, parse_trigger_request
+from arco_orchestration.usecases import runs
+from arco_orchestration.usecases.errors import Rejected, rejected_by_rules
+from arco_orchestration.usecases.runs import Triggered
 
 PARTITION_LINES = 64
 
@@ -66,24 +71,60 @@ def trigger_body(
     return body
 
 
-async def call_api(
-    request: Request, session: ConsoleSession, path: str, body: dict[str, Any]
-) -> ApiAnswer:
-    """POST ``body`` to ``path`` under the caller's workspace, through this application."""
-    workspace = session.principal.workspace_id
-    transport = httpx.ASGITransport(app=request.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://console.local") as client:
-        response = await client.post(
-            f"/api/v1/workspaces/{workspace}{path}",
-            content=json.dumps(body),
-            headers={
-                "authorization": f"Bearer {session.token}",
-                "content-type": "application/json",
-                "x-request-id": str(getattr(request.state, "request_id", "") or ""),
-            },
-        )
+async def _decided(work: Callable[[], Any]) -> ApiAnswer:
+    """Run a use case in a worker thread; a refusal becomes the API's status and message."""
     try:
-        answer = response.json()
-    except ValueError:
-        answer = {"message": response.text[:500]}
-    return ApiAnswer(response.status_code, answer if isinstance(answer, dict) else {})
+        result = await run_in_threadpool(work)
+    except PlanningError as exc:
+        refused = rejected_by_rules(exc)
+        return ApiAnswer(refused.status, refused.body(None))
+    except Rejected as refused:
+        return ApiAnswer(refused.status, refused.body(None))
+    if isinstance(result, Triggered):
+        return ApiAnswer(result.status, result.body)
+    return ApiAnswer(200, result)
+
+
+async def trigger(request: Request, session: ConsoleSession, body: dict[str, Any]) -> ApiAnswer:
+    """Trigger a run as ``POST .../runs`` does (the same parser and use case)."""
+    context = api_context(request)
+
+    def work() -> Triggered:
+        triggered = runs.trigger_run(
+            context.db,
+            session.scope,
+            parse_trigger_request(body, idempotency_key=None),
+            triggered_by=session.principal.user_id or "api",
+            heartbeat_timeout_secs=context.settings.task_heartbeat_timeout_secs,
+            now=context.clock(),
+        )
+        if triggered.created:
+            context.metrics.runs_triggered.inc()
+        return triggered
+
+    return await _decided(work)
+
+
+async def cancel(request: Request, session: ConsoleSession, run_id: str, reason: str) -> ApiAnswer:
+    """Request a run's cancellation as ``POST .../runs/{id}/cancel`` does."""
+    context = api_context(request)
+    return await _decided(
+        lambda: runs.cancel_run(
+            context.db, session.scope, run_id, reason=reason, now=context.clock()
+        )
+    )
+
+
+async def rerun_from_failure(request: Request, session: ConsoleSession, run_id: str) -> ApiAnswer:
+    """Rerun a run from failure as ``POST .../runs/{id}/rerun`` does."""
+    context = api_context(request)
+    return await _decided(
+        lambda: runs.rerun(
+            context.db,
+            session.scope,
+            run_id,
+            parse_rerun_request({"mode": "fromFailure"}),
+            triggered_by=session.principal.user_id or "api",
+            now=context.clock(),
+        )
+    )

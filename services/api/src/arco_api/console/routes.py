@@ -237,11 +237,8 @@ async def confirm_rerun(request: Request, session: SessionDep, run_id: str) -> R
 
 
 async def _act(
-    request: Request, session: ConsoleSession, run_id: str, action: str, body: dict[str, Any]
+    request: Request, session: ConsoleSession, run_id: str, action: str, answer: actions.ApiAnswer
 ) -> Response:
-    answer = await actions.call_api(
-        request, session, f"/runs/{quote(run_id, safe='')}/{action}", body
-    )
     if answer.ok:
         target = answer.body.get("runId", run_id) if action == "rerun" else run_id
         return _see_other(f"/ui/runs/{quote(str(target), safe='')}?notice={action}")
@@ -266,14 +263,16 @@ async def cancel(request: Request, session: SessionDep, run_id: str) -> Response
     form = await _form(request)
     check_csrf(request, session, _field(form, "csrf"))
     reason = _field(form, "reason").strip() or "cancelled from the console"
-    return await _act(request, session, run_id, "cancel", {"reason": reason})
+    answer = await actions.cancel(request, session, run_id, reason)
+    return await _act(request, session, run_id, "cancel", answer)
 
 
 @router.post("/runs/{run_id}/rerun")
 async def rerun(request: Request, session: SessionDep, run_id: str) -> Response:
     form = await _form(request)
     check_csrf(request, session, _field(form, "csrf"))
-    return await _act(request, session, run_id, "rerun", {"mode": "fromFailure"})
+    answer = await actions.rerun_from_failure(request, session, run_id)
+    return await _act(request, session, run_id, "rerun", answer)
 
 
 # --- manifests ----------------------------------------------------------------------------
@@ -307,7 +306,7 @@ async def trigger(request: Request, session: SessionDep) -> Response:
     except actions.FormError as problem:
         error = str(problem)
     else:
-        answer = await actions.call_api(request, session, "/runs", body)
+        answer = await actions.trigger(request, session, body)
         if answer.ok:
             return _see_other(f"/ui/runs/{quote(str(answer.body['runId']), safe='')}")
         error, status = answer.message, answer.status
