@@ -189,14 +189,33 @@ def record_deliveries(
     order). Returns the lease tokens of the claims that still held their row."""
     if not delivered:
         return set()
-    lock_runs(session, scope, (item.claim.dispatch.run_id for item in delivered))
     by_token = {item.claim.lease_token: item for item in delivered}
+    # Usually the worker's /started consumed the row before the worker answered: find the
+    # rows still held first, without locks. A lease token is never handed out twice, so a
+    # row not held by its claim now never will be again, and rows not held need no run
+    # lock (which would queue behind, and hold up, the callbacks of those runs).
+    still_held = set(
+        session.scalars(
+            select(DispatchOutbox.dispatch_id).where(
+                DispatchOutbox.dispatch_id.in_(
+                    sorted({i.claim.dispatch.dispatch_id for i in delivered})
+                ),
+                DispatchOutbox.lease_owner.in_(sorted(by_token)),
+                *_scoped(scope),
+            )
+        )
+    )
+    if not still_held:
+        return set()
+    lock_runs(
+        session,
+        scope,
+        (i.claim.dispatch.run_id for i in delivered if i.claim.dispatch.dispatch_id in still_held),
+    )
     rows = session.scalars(
         select(DispatchOutbox)
         .where(
-            DispatchOutbox.dispatch_id.in_(
-                sorted({i.claim.dispatch.dispatch_id for i in delivered})
-            ),
+            DispatchOutbox.dispatch_id.in_(sorted(still_held)),
             *_scoped(scope),
         )
         .order_by(DispatchOutbox.dispatch_id)
