@@ -29,7 +29,7 @@ from arco_orchestration.delivery import (
     record_deliveries,
     record_delivery_failure,
 )
-from arco_orchestration.facts import EventKind, lock_run, request_dispatch
+from arco_orchestration.facts import EventKind, load_dispatch, lock_run, request_dispatch
 from arco_orchestration.models import DispatchOutbox
 from arco_orchestration.states import DeliveryState, OutboxStatus
 from arco_testkit.clock import T0, FakeClock, wait_until
@@ -440,3 +440,19 @@ def test_recording_a_delivery_whose_row_is_consumed_takes_no_run_lock(
             session.execute(text("SET LOCAL lock_timeout = '5s'"))
             recorded = record_deliveries(session, SCOPE, [Delivered(claim, 202)], now=clock())
     assert recorded == set()
+
+
+def test_a_claim_snapshots_the_row_as_leased(database: Database) -> None:
+    [dispatch_id] = queue_tasks(database, ["extract"], partition_key="2024-01-01")
+    with database.transaction() as session:
+        [claim] = claim_due_deliveries(session, SCOPE, owner="a", now=T0, lease=LEASE, limit=5)
+    with database.transaction() as session:
+        stored = load_dispatch(session, SCOPE, dispatch_id)
+    assert claim.dispatch == stored
+    assert claim.delivery_attempt == 1
+    assert claim.dispatch.lease_expires_at == T0 + LEASE
+    assert claim.dispatch.task is not None
+    assert claim.dispatch.task.partition_key == "2024-01-01"
+    row = outbox_row(database, dispatch_id)
+    assert row is not None
+    assert (row.lease_owner, row.next_delivery_at) == (claim.lease_token, T0 + LEASE)

@@ -206,6 +206,8 @@ class DeliveryPump:
         # _busy_until (set by a 429).
         self._limit = policy.concurrency
         self._busy_until: datetime | None = None
+        # Whether due rows may be left unclaimed: the last pass had no room for all of them.
+        self._backlog = True
 
     @property
     def in_flight(self) -> int:
@@ -238,7 +240,9 @@ class DeliveryPump:
                 self._wake.clear()
                 try:
                     claimed = await self.fill()
-                    if not claimed:
+                    # A pass that found fewer due rows than it had room for leaves none due
+                    # behind: wait for a wake-up or the next due row instead of claiming again.
+                    if not claimed or not self._backlog:
                         await self._idle()
                 except Exception:  # logged; the next pass may succeed (database back)
                     log.exception("pump_pass_failed")
@@ -252,8 +256,11 @@ class DeliveryPump:
         self._loop = asyncio.get_running_loop()
         free = self._limit - len(self._in_flight)
         if free <= 0 or self._closing or self._paused():
+            self._backlog = True  # rows may be waiting for a slot or for the pause to end
             return 0
         claims = await asyncio.to_thread(self._claim, free)
+        # Every free slot taken: more rows may be due.
+        self._backlog = len(claims) >= free
         for claim in claims:
             task = asyncio.create_task(self._deliver(claim))
             self._in_flight[task] = claim
@@ -292,7 +299,16 @@ class DeliveryPump:
 
     def _finished(self, task: asyncio.Task[DeliveryOutcome]) -> None:
         self._in_flight.pop(task, None)
-        self._wake.set()
+        # A freed slot is worth a pass only when rows may be waiting for one; a delivery
+        # that did not succeed has changed when its row is due (or the pump's pace).
+        # Otherwise a pass would find nothing and cost two transactions per delivery.
+        if (
+            self._backlog
+            or task.cancelled()
+            or task.exception() is not None
+            or task.result() is not DeliveryOutcome.DELIVERED
+        ):
+            self._wake.set()
 
     async def _renew_periodically(self) -> None:
         interval = self.policy.renew_every.total_seconds()
