@@ -108,6 +108,19 @@ _CLAIM = (
     .with_for_update(skip_locked=True, of=DispatchOutbox)
 )
 
+_NEXT_DUE = select(func.min(DispatchOutbox.next_delivery_at)).where(
+    DispatchOutbox.delivery_state == DeliveryState.QUEUED.value,
+    DispatchOutbox.tenant_id == bindparam("tenant"),
+    DispatchOutbox.workspace_id == bindparam("workspace"),
+)
+
+_STILL_HELD = select(DispatchOutbox.dispatch_id).where(
+    DispatchOutbox.dispatch_id.in_(bindparam("ids", expanding=True)),
+    DispatchOutbox.lease_owner.in_(bindparam("tokens", expanding=True)),
+    DispatchOutbox.tenant_id == bindparam("tenant"),
+    DispatchOutbox.workspace_id == bindparam("workspace"),
+)
+
 # On the table, not the mapped class: an executemany of an ORM UPDATE would be the ORM's
 # bulk update by primary key, which takes no WHERE criteria.
 _OUTBOX = cast(Table, DispatchOutbox.__table__)
@@ -196,11 +209,7 @@ def claim_due_deliveries(
 
 def next_delivery_due(session: Session, scope: Scope) -> datetime | None:
     """When the earliest QUEUED row (leased or not) becomes due, if any."""
-    return session.scalar(
-        select(func.min(DispatchOutbox.next_delivery_at)).where(
-            DispatchOutbox.delivery_state == DeliveryState.QUEUED.value, *_scoped(scope)
-        )
-    )
+    return session.scalar(_NEXT_DUE, {"tenant": scope.tenant_id, "workspace": scope.workspace_id})
 
 
 def _finish_claim(
@@ -283,13 +292,13 @@ def record_deliveries(
     # lock (which would queue behind, and hold up, the callbacks of those runs).
     still_held = set(
         session.scalars(
-            select(DispatchOutbox.dispatch_id).where(
-                DispatchOutbox.dispatch_id.in_(
-                    sorted({i.claim.dispatch.dispatch_id for i in delivered})
-                ),
-                DispatchOutbox.lease_owner.in_(sorted(by_token)),
-                *_scoped(scope),
-            )
+            _STILL_HELD,
+            {
+                "ids": sorted({i.claim.dispatch.dispatch_id for i in delivered}),
+                "tokens": sorted(by_token),
+                "tenant": scope.tenant_id,
+                "workspace": scope.workspace_id,
+            },
         )
     )
     if not still_held:
