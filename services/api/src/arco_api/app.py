@@ -81,6 +81,8 @@ def create_app(
         metrics=metrics,
         clock=clock,
     )
+    # Innermost first: the callback fast path runs inside the request context.
+    app.add_middleware(callback_routes.CallbackFastPath, api=app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     for router in (
         system_routes.router,
