@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,9 @@ def main() -> None:
         help="airflow or ours alone (the other side's figures are kept from the last run)",
     )
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C does, through the finally blocks that stop every process
+    # the bench started and drop its databases.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     only = set(args.only.split(","))
     results_file = RESULTS / "peers.json"
     previous: dict[str, Any] = json.loads(results_file.read_text()) if results_file.exists() else {}
