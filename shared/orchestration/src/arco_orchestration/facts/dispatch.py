@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arco_envelope import DEFAULT_WORKER_QUEUE
 from arco_envelope import attempt_id as deterministic_attempt_id
 from arco_envelope import dispatch_id as make_dispatch_id
 from arco_orchestration.facts.graph import cancel_task, finish_run_if_done
+from arco_orchestration.facts.keysets import pair_match, pair_params
 from arco_orchestration.facts.snapshots import DispatchSnapshot
 from arco_orchestration.facts.store import (
     EventKind,
@@ -190,10 +191,16 @@ def _plan_dispatch(
 
 
 def _existing_dispatch_ids(session: Session, keys: Sequence[tuple[str, str]]) -> set[str]:
-    stmt = select(DispatchOutbox.dispatch_id).where(
-        tuple_(DispatchOutbox.run_id, DispatchOutbox.task_key).in_(sorted(set(keys)))
-    )
-    return set(session.scalars(stmt))
+    dialect = session.get_bind().dialect.name
+    params = pair_params(dialect, sorted(set(keys)))
+    return set(session.scalars(_EXISTING_DISPATCH_IDS[dialect], params))
+
+
+# Built once per dialect, with a text that does not depend on the number of keys (keysets).
+_EXISTING_DISPATCH_IDS = {
+    dialect: select(DispatchOutbox.dispatch_id).where(match)
+    for dialect, match in pair_match(DispatchOutbox.run_id, DispatchOutbox.task_key).items()
+}
 
 
 def request_dispatches(

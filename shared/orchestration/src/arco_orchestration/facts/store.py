@@ -23,12 +23,12 @@ from sqlalchemy import (
     insert,
     select,
     text,
-    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from arco_envelope import DEFAULT_WORKER_QUEUE
+from arco_orchestration.facts.keysets import key_match, key_params, pair_match, pair_params
 from arco_orchestration.models import DispatchOutbox, Run, Task, TaskEvent
 from arco_orchestration.scope import Scope
 from arco_orchestration.states import OutboxStatus
@@ -69,17 +69,35 @@ def lock_runs(session: Session, scope: Scope, run_ids: Iterable[str]) -> dict[st
     wanted = sorted(set(run_ids))
     if not wanted:
         return {}
-    stmt = (
-        select(Run)
-        .where(
-            Run.run_id.in_(wanted),
-            Run.tenant_id == scope.tenant_id,
-            Run.workspace_id == scope.workspace_id,
-        )
-        .order_by(Run.run_id)
-        .with_for_update()
+    stmt = _LOCK_RUNS[session.get_bind().dialect.name]
+    params = {**key_params(wanted), **_scope_params(scope)}
+    return {run.run_id: run for run in session.scalars(stmt, params)}
+
+
+def _scope_params(scope: Scope) -> dict[str, str]:
+    return {"tenant_id": scope.tenant_id, "workspace_id": scope.workspace_id}
+
+
+# Built once per dialect, with a text that does not depend on the number of keys (keysets).
+_LOCK_RUNS = {
+    dialect: select(Run)
+    .where(
+        match,
+        Run.tenant_id == bindparam("tenant_id"),
+        Run.workspace_id == bindparam("workspace_id"),
     )
-    return {run.run_id: run for run in session.scalars(stmt)}
+    .order_by(Run.run_id)
+    .with_for_update()
+    for dialect, match in key_match(Run.run_id).items()
+}
+_GET_TASKS = {
+    dialect: select(Task).where(
+        match,
+        Task.tenant_id == bindparam("tenant_id"),
+        Task.workspace_id == bindparam("workspace_id"),
+    )
+    for dialect, match in pair_match(Task.run_id, Task.task_key).items()
+}
 
 
 def _run_with_task(*, lock: bool) -> Select[Run, Task]:
@@ -156,12 +174,11 @@ def get_tasks(
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    stmt = select(Task).where(
-        tuple_(Task.run_id, Task.task_key).in_(wanted),
-        Task.tenant_id == scope.tenant_id,
-        Task.workspace_id == scope.workspace_id,
-    )
-    return {(task.run_id, task.task_key): task for task in session.scalars(stmt)}
+    dialect = session.get_bind().dialect.name
+    params = {**pair_params(dialect, wanted), **_scope_params(scope)}
+    return {
+        (task.run_id, task.task_key): task for task in session.scalars(_GET_TASKS[dialect], params)
+    }
 
 
 _NOTIFY = text("SELECT pg_notify(:channel, :run)")
