@@ -17,7 +17,7 @@ time from a request's arrival to its last byte, no network (the client's round t
 the in-process transport is recorded too). Each request is asked 5 times untimed, then timed
 ``--scale-repeats`` times: p50 and p99 in milliseconds.
 
-Run alone: ``PYTHONPATH=. .tools/bin/uv run --frozen python -m bench.scale --backends postgres``
+Run alone: ``PYTHONPATH=. .tools/bin/uv run --frozen python -m bench.scale``
 (``--scale-sizes 200,2000 --scale-runs 100000`` sizes it down)."""
 
 from __future__ import annotations
@@ -252,10 +252,15 @@ def _api_table(backends: dict[str, Any]) -> list[str]:
 
 def render(backends: dict[str, Any]) -> str:
     api = _api_table(backends)
-    return "\n".join(_wide_table(backends) + ([""] + api if api else []))
+    return "\n".join(_wide_table(backends) + (["", *api] if api else []))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scale-backends",
+        default="postgres",
+        help="backends of this part (PostgreSQL only by default: a long part)",
+    )
     parser.add_argument(
         "--scale-sizes",
         default="1000,10000",
@@ -289,11 +294,10 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--backends", default="postgres")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
     add_arguments(parser)
     args = parser.parse_args()
-    run(args.backends.split(","), args, RESULTS, PERFORMANCE_DOC)
+    run(args.scale_backends.split(","), args, RESULTS, PERFORMANCE_DOC)
 
 
 if __name__ == "__main__":

@@ -421,7 +421,7 @@ def test_list_runs_pages_through_a_tie_longer_than_a_read_batch(database: Databa
         if cursor is None:
             break
     done = [f"run-done-{n:03d}" for n in range(120)]
-    assert seen == done + ["run-live-0", "run-live-1", "run-live-2"]
+    assert seen == [*done, "run-live-0", "run-live-1", "run-live-2"]
     # A filter that drops the whole tie reads on past it in batches.
     page = list_runs(database, limit=200, state=PublicRunState.RUNNING)
     assert ids(page) == ["run-live-0", "run-live-1", "run-live-2"]

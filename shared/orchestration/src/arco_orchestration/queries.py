@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from arco_envelope import callback_task_id, format_timestamp, parse_timestamp
 from arco_orchestration.models import DispatchOutbox, Run, Task, TaskDependency, TaskEvent
@@ -127,13 +128,15 @@ def _labels_extras(run: Run) -> dict[str, Any]:
     )
 
 
-def _visibility_problem_runs() -> Select[tuple[str]]:
+def _visibility_problem_runs() -> Select[str]:
     """Runs with a succeeded required output that is not visible: the only runs whose public
     state is not the one their stored state and cancel flag give. Few, and read through the
     partial index of migration 0004; its predicate is rendered with literal values so
     PostgreSQL can prove the index applies (a bound parameter hides the value from a generic
     plan)."""
-    gating = [bindparam(None, state.value, literal_execute=True) for state in GATING_VISIBILITY]
+    gating: list[BindParameter[str]] = [
+        bindparam(None, state.value, literal_execute=True) for state in GATING_VISIBILITY
+    ]
     return select(Task.run_id).where(
         Task.output_visibility_state.in_(gating),
         Task.requires_visible_output.is_(True),
@@ -154,17 +157,13 @@ def _may_be_in_state(state: PublicRunState) -> ColumnElement[bool]:
         # A succeeded run whose required output is still pending shows as RUNNING.
         return or_(
             Run.state == RunState.RUNNING.value,
-            and_(
-                Run.state == RunState.SUCCEEDED.value, Run.run_id.in_(_visibility_problem_runs())
-            ),
+            and_(Run.state == RunState.SUCCEEDED.value, Run.run_id.in_(_visibility_problem_runs())),
         )
     if state is PublicRunState.FAILED:
         # So does any run but a cancelled one whose required output failed to publish.
         return or_(
             Run.state == RunState.FAILED.value,
-            and_(
-                Run.state != RunState.CANCELLED.value, Run.run_id.in_(_visibility_problem_runs())
-            ),
+            and_(Run.state != RunState.CANCELLED.value, Run.run_id.in_(_visibility_problem_runs())),
         )
     return Run.state == state.value
 
