@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy.exc import IntegrityError, SADeprecationWarning
 
 from arco_orchestration import facts
-from arco_orchestration.facts import trigger as trigger_facts
 from arco_orchestration.db import Database
+from arco_orchestration.facts import trigger as trigger_facts
 from arco_orchestration.states import (
     CANCELLABLE_TASK_STATES,
     TERMINAL_TASK_STATES,
