@@ -6,13 +6,14 @@ UV_VERSION ?= 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync lint typecheck imports unit test schemas up compose-smoke bench
+.PHONY: help sync lint typecheck imports unit test schemas up compose-smoke bench bench-peers
 
 help:
 	@echo "make up       run the whole stack locally (SQLite) and a demo run; Ctrl-C stops it"
 	@echo "make test     install everything, then lint, type-check, import contracts and tests"
 	@echo "make schemas  regenerate the envelope JSON Schemas"
 	@echo "make bench    latency, throughput, memory, callback efficiency and sweep cost figures"
+	@echo "make bench-peers  the same workloads on Apache Airflow 3.3.2 and on ours, side by side"
 	@echo "make compose-smoke  build and verify the docker compose stack (needs root; CI runs it)"
 
 $(CURDIR)/.tools/bin/uv:
@@ -58,3 +59,10 @@ compose-smoke: sync
 # Figures, not assertions: writes bench/results/latest.json and the table in docs/performance.md.
 bench: sync
 	PYTHONPATH=$(CURDIR) $(RUN) python -m bench.run $(BENCH_ARGS)
+
+# A peer comparison, never part of `make test` or CI: installs Apache Airflow 3.3.2 into
+# .bench-peers/airflow-venv (once; its own venv, pins in bench/peers/airflow-requirements.txt),
+# runs the same workloads on it and on our stack, and writes bench/results/peers.json and the
+# peers table in docs/performance.md.
+bench-peers: sync
+	PYTHONPATH=$(CURDIR) UV=$(UV) $(RUN) python -m bench.peers $(BENCH_PEERS_ARGS)

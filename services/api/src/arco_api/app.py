@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 import structlog
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -69,9 +71,23 @@ def create_app(
     """Build the API. ``db`` defaults to the database of ``ARCO_DATABASE_URL``."""
     database = db or Database.from_url(settings.database_url or None)
     metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Every blocking database call runs on the thread pool: with no more threads than
+        # pooled connections, a burst of callbacks queues for a thread instead of opening
+        # and closing overflow connections.
+        if slots := database.pool_size:
+            to_thread.current_default_thread_limiter().total_tokens = slots
+        yield
+
     # Paths are exact (arco-contract 4): a trailing slash is 404, never a redirect.
     app = FastAPI(
-        title="arco-api", version="0.1.0", description=DESCRIPTION, redirect_slashes=False
+        title="arco-api",
+        version="0.1.0",
+        description=DESCRIPTION,
+        redirect_slashes=False,
+        lifespan=lifespan,
     )
     app.state.arco = ApiContext(
         settings=settings,
@@ -81,6 +97,8 @@ def create_app(
         metrics=metrics,
         clock=clock,
     )
+    # Innermost first: the callback fast path runs inside the request context.
+    app.add_middleware(callback_routes.CallbackFastPath, api=app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     for router in (
         system_routes.router,

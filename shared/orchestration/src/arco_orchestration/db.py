@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, QueuePool, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_DATA_DIR = Path(".arco")
@@ -90,6 +90,15 @@ class Database:
         """One transaction: committed on success, rolled back on any exception."""
         with self._sessions() as session, session.begin():
             yield session
+
+    @property
+    def pool_size(self) -> int | None:
+        """How many connections the pool keeps open (``None``: not a sized pool). A server
+        that runs more transactions at once than this opens overflow connections, and closes
+        them again as soon as the pool has this many idle: a PostgreSQL backend started and
+        ended per transaction under load."""
+        pool = self.engine.pool
+        return pool.size() if isinstance(pool, QueuePool) else None
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy import BindParameter, Delete, Select, bindparam, delete, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -71,6 +71,29 @@ def lock_runs(session: Session, scope: Scope, run_ids: Iterable[str]) -> dict[st
     return {run.run_id: run for run in session.scalars(stmt)}
 
 
+def _run_with_task(*, lock: bool) -> Select[Run, Task]:
+    tenant: BindParameter[str] = bindparam("tenant_id")
+    workspace: BindParameter[str] = bindparam("workspace_id")
+    stmt = (
+        select(Run, Task)
+        .join(Task, Task.run_id == Run.run_id)
+        .where(
+            Run.run_id == bindparam("run_id"),
+            Run.tenant_id == tenant,
+            Run.workspace_id == workspace,
+            Task.task_key == bindparam("task_key"),
+            Task.tenant_id == tenant,
+            Task.workspace_id == workspace,
+        )
+    )
+    return stmt.with_for_update(of=[Run, Task]) if lock else stmt
+
+
+# Built once: a statement object keeps its cache key, which SQLAlchemy would otherwise work
+# out again at every execution (a good part of a callback's CPU).
+_RUN_WITH_TASK = {lock: _run_with_task(lock=lock) for lock in (False, True)}
+
+
 def run_with_task(
     session: Session, scope: Scope, run_id: str, task_key: str, *, lock: bool
 ) -> tuple[Run, Task] | None:
@@ -79,21 +102,13 @@ def run_with_task(
     run row is locked first, the order every fact keeps). Both rows are locked, not just the
     run, because a join that waited for the run lock re-reads only the rows it locks: the
     task must be read as the run lock's previous holder left it."""
-    stmt = (
-        select(Run, Task)
-        .join(Task, Task.run_id == Run.run_id)
-        .where(
-            Run.run_id == run_id,
-            Run.tenant_id == scope.tenant_id,
-            Run.workspace_id == scope.workspace_id,
-            Task.task_key == task_key,
-            Task.tenant_id == scope.tenant_id,
-            Task.workspace_id == scope.workspace_id,
-        )
-    )
-    if lock:
-        stmt = stmt.with_for_update(of=[Run, Task])
-    row = session.execute(stmt).one_or_none()
+    params = {
+        "run_id": run_id,
+        "task_key": task_key,
+        "tenant_id": scope.tenant_id,
+        "workspace_id": scope.workspace_id,
+    }
+    row = session.execute(_RUN_WITH_TASK[lock], params).one_or_none()
     return None if row is None else (row[0], row[1])
 
 
@@ -138,12 +153,13 @@ def get_tasks(
     return {(task.run_id, task.task_key): task for task in session.scalars(stmt)}
 
 
+_NOTIFY = text("SELECT pg_notify(:channel, :run)")
+
+
 def notify_dispatcher(session: Session, run_id: str) -> None:
     """Wake dispatchers listening on PostgreSQL (delivered at commit; SQLite polls)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_notify(:channel, :run)"), {"channel": NOTIFY_CHANNEL, "run": run_id}
-        )
+        session.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "run": run_id})
 
 
 def _event_fields(
@@ -200,6 +216,25 @@ def add_event(
     return event
 
 
+def _keyed_insert(make_insert: Any) -> Any:
+    table = TaskEvent.__table__
+    return (
+        make_insert(table)
+        .on_conflict_do_nothing(
+            index_elements=[table.c.tenant_id, table.c.workspace_id, table.c.idempotency_key]
+        )
+        .returning(table.c.id)
+    )
+
+
+# On the table, not the mapped class: no ORM bulk-insert machinery for one row, and built once
+# (see _RUN_WITH_TASK).
+_KEYED_INSERT = {
+    "sqlite": _keyed_insert(sqlite.insert),
+    "postgresql": _keyed_insert(postgresql.insert),
+}
+
+
 def insert_keyed_event(
     session: Session,
     task: Task,
@@ -214,8 +249,9 @@ def insert_keyed_event(
     """Append a keyed task event with its final values; ``False`` (and nothing written)
     when that key was already applied. One ``INSERT ... ON CONFLICT DO NOTHING``: a
     callback's cost is its round trips, and a savepoint would add three."""
-    dialect = session.get_bind().dialect.name
-    make_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    if session.new:
+        # Events added earlier in this transaction go first, so the history keeps their order.
+        session.flush()
     fields = _event_fields(
         task,
         kind,
@@ -225,15 +261,8 @@ def insert_keyed_event(
         detail=detail,
         idempotency_key=idempotency_key,
     )
-    stmt = (
-        make_insert(TaskEvent)
-        .values(**fields)
-        .on_conflict_do_nothing(
-            index_elements=[TaskEvent.tenant_id, TaskEvent.workspace_id, TaskEvent.idempotency_key]
-        )
-        .returning(TaskEvent.id)
-    )
-    return session.execute(stmt).first() is not None
+    stmt = _KEYED_INSERT[session.get_bind().dialect.name]
+    return session.execute(stmt, fields).first() is not None
 
 
 def new_outbox_row(
@@ -267,15 +296,28 @@ def new_outbox_row(
     return row
 
 
+def _drop_outbox(*, through_attempt: bool) -> Delete:
+    stmt = delete(DispatchOutbox).where(
+        DispatchOutbox.run_id == bindparam("run_id"),
+        DispatchOutbox.task_key == bindparam("task_key"),
+    )
+    if through_attempt:
+        stmt = stmt.where(DispatchOutbox.attempt <= bindparam("through_attempt"))
+    # No session synchronisation: every caller is done with the task's outbox rows by now,
+    # and evaluating the criteria against the session's objects cost more than the DELETE.
+    return stmt.execution_options(synchronize_session=False)
+
+
+_DROP_OUTBOX = {through: _drop_outbox(through_attempt=through) for through in (False, True)}
+
+
 def drop_outbox(session: Session, task: Task, *, through_attempt: int | None = None) -> None:
     """Remove outbox rows of attempts that are consumed (started, finished or superseded);
     every row of the task when ``through_attempt`` is ``None``."""
-    stmt = delete(DispatchOutbox).where(
-        DispatchOutbox.run_id == task.run_id, DispatchOutbox.task_key == task.task_key
-    )
+    params: dict[str, Any] = {"run_id": task.run_id, "task_key": task.task_key}
     if through_attempt is not None:
-        stmt = stmt.where(DispatchOutbox.attempt <= through_attempt)
-    session.execute(stmt)
+        params["through_attempt"] = through_attempt
+    session.execute(_DROP_OUTBOX[through_attempt is not None], params)
 
 
 def lock_outbox_row(session: Session, scope: Scope, dispatch_id: str) -> DispatchOutbox | None:

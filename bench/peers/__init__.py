@@ -1,0 +1,1 @@
+"""``make bench-peers``: a peer comparison with Apache Airflow that anyone can rerun."""
