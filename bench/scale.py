@@ -37,7 +37,7 @@ from arco_api.app import create_app
 from arco_api.settings import ApiSettings
 from arco_orchestration import queries
 from arco_orchestration.db import Database
-from arco_orchestration.models import Run, Task
+from arco_orchestration.models import Run, Task, TaskEvent
 from arco_stack.databases import drop_postgres_database, recreate_postgres_database
 from bench import console
 from bench.bench_worker import MAX_TASKS, TASK_KEYS
@@ -95,6 +95,13 @@ def wide_run(backend: str, tasks: int, postgres: str) -> dict[str, Any]:
                     func.max(Task.completed_at),
                 ).where(Task.run_id == run_id)
             ).one()
+            # Tasks the sweeper re-sent because they waited in DISPATCHED longer than its
+            # threshold (10 minutes): the tail of a run larger than the rate can clear in time.
+            redispatched = session.scalar(
+                select(func.count())
+                .select_from(TaskEvent)
+                .where(TaskEvent.run_id == run_id, TaskEvent.kind == "redispatched")
+            )
         return {
             "tasks": tasks,
             "state": state,
@@ -105,6 +112,7 @@ def wide_run(backend: str, tasks: int, postgres: str) -> dict[str, Any]:
             "triggered_to_last_completed_s": _seconds(last_completed, triggered_at),
             "total_s": round(total_s, 1),
             "tasks_per_s": round(tasks / total_s, 1),
+            "redispatched": redispatched,
             "peak_rss_mb": bench.peak_rss_mb(),
         }
     finally:
