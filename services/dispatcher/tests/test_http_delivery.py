@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, Table, select
+from sqlalchemy import MetaData, Table, delete, select, text
 
 from arco_dispatch.adapters import make_envelopes, make_sender
 from arco_dispatch.http_provider import HttpQueueProvider
@@ -23,11 +23,14 @@ from arco_dispatcher.http_delivery import DeliveryOutcome, DeliveryPolicy, Deliv
 from arco_envelope import DISPATCH_SECRET_HEADER, WorkerDispatchEnvelope
 from arco_orchestration.db import Database
 from arco_orchestration.delivery import (
+    Delivered,
     DeliveryClaim,
     claim_due_deliveries,
+    record_deliveries,
     record_delivery_failure,
 )
-from arco_orchestration.facts import EventKind, request_dispatch
+from arco_orchestration.facts import EventKind, load_dispatch, lock_run, request_dispatch
+from arco_orchestration.models import DispatchOutbox
 from arco_orchestration.states import DeliveryState, OutboxStatus
 from arco_testkit.clock import T0, FakeClock, wait_until
 from arco_testkit.dispatching import (
@@ -416,3 +419,40 @@ def test_concurrent_claims_take_disjoint_rows_without_waiting(database: Database
     assert len(first) == 3
     assert len(second) == 3
     assert sorted(claimed) == sorted(ids)
+
+
+def test_recording_a_delivery_whose_row_is_consumed_takes_no_run_lock(
+    database: Database, clock: FakeClock
+) -> None:
+    """The worker's /started usually consumes the row before the worker answers: recording
+    that answer then changes nothing, and waits for no run lock (the run's callbacks hold
+    it)."""
+    if not is_postgres(database):
+        pytest.skip("SQLite has no row locks")
+    [dispatch_id] = queue_tasks(database, ["extract"])
+    with database.transaction() as session:
+        [claim] = claim_due_deliveries(session, SCOPE, owner="a", now=T0, lease=LEASE, limit=1)
+        session.execute(delete(DispatchOutbox).where(DispatchOutbox.dispatch_id == dispatch_id))
+    with database.transaction() as holder:
+        assert lock_run(holder, SCOPE, "run1") is not None
+        with database.transaction() as session:
+            # Waiting for the run lock would fail here instead of hanging.
+            session.execute(text("SET LOCAL lock_timeout = '5s'"))
+            recorded = record_deliveries(session, SCOPE, [Delivered(claim, 202)], now=clock())
+    assert recorded == set()
+
+
+def test_a_claim_snapshots_the_row_as_leased(database: Database) -> None:
+    [dispatch_id] = queue_tasks(database, ["extract"], partition_key="2024-01-01")
+    with database.transaction() as session:
+        [claim] = claim_due_deliveries(session, SCOPE, owner="a", now=T0, lease=LEASE, limit=5)
+    with database.transaction() as session:
+        stored = load_dispatch(session, SCOPE, dispatch_id)
+    assert claim.dispatch == stored
+    assert claim.delivery_attempt == 1
+    assert claim.dispatch.lease_expires_at == T0 + LEASE
+    assert claim.dispatch.task is not None
+    assert claim.dispatch.task.partition_key == "2024-01-01"
+    row = outbox_row(database, dispatch_id)
+    assert row is not None
+    assert (row.lease_owner, row.next_delivery_at) == (claim.lease_token, T0 + LEASE)

@@ -70,6 +70,32 @@ def test_ready_work_wakes_listening_dispatchers_at_commit(database: Database) ->
         assert note.payload == "run-1"
 
 
+def test_dispatches_queued_at_once_wake_no_dispatcher(database: Database) -> None:
+    """Rows a push-delivery provider queues in the requesting transaction are no work for a
+    dispatcher cycle: no NOTIFY (it would only wake the requesting dispatcher once more).
+    PENDING rows still notify."""
+    url = database.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    trigger(database, "run-1", [planned("a")])
+    trigger(database, "run-2", [planned("a")])
+
+    def queue(row: facts.DispatchSnapshot) -> facts.Enqueued:
+        return facts.Enqueued(row.dispatch_id, row.run_id, "task-name", ["dispatchId"])
+
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {facts.NOTIFY_CHANNEL}")
+        with database.transaction() as session:
+            (queued,) = facts.request_dispatches(
+                session, SCOPE, [("run-1", "a")], now=at(1), queue=queue
+            )
+        with database.transaction() as session:
+            (pending,) = facts.request_dispatches(session, SCOPE, [("run-2", "a")], now=at(1))
+        assert queued is not None
+        assert pending is not None
+        # Notifications arrive in commit order: run-1 would have come first.
+        (note,) = listener.notifies(timeout=10, stop_after=1)
+        assert note.payload == "run-2"
+
+
 def test_concurrent_identical_completions_apply_once(database: Database) -> None:
     trigger(database, "run-1", [planned("a"), planned("b", "a")])
     run_task(database, "run-1", "a", now=at(0))

@@ -100,12 +100,15 @@ def create_app(
     # Innermost first: the callback fast path runs inside the request context.
     app.add_middleware(callback_routes.CallbackFastPath, api=app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    # The router tries routes in this order and stops at the first full match, so the routes
+    # every run takes come first (no two routers' paths overlap, so the order changes nothing
+    # else).
     for router in (
-        system_routes.router,
-        manifest_routes.router,
         run_routes.router,
-        log_routes.router,
         callback_routes.router,
+        log_routes.router,
+        manifest_routes.router,
+        system_routes.router,
     ):
         app.include_router(router)
     openapi_docs.install(app)

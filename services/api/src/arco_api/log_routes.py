@@ -49,7 +49,7 @@ def forbidden(message: str) -> ApiError:
     return ApiError(403, "FORBIDDEN", message)
 
 
-def log_writer(
+async def log_writer(
     request: Request,
     workspace_id: Annotated[str, Path(description="Workspace id; must be the caller's")],
 ) -> tuple[Scope, TaskTokenClaims | None]:
@@ -63,12 +63,12 @@ def log_writer(
         except InvalidTaskToken:
             claims = None  # not a task token (or not a valid one): try it as a user's
     if claims is None:
-        principal = current_principal(request)
-        return workspace_scope(request, workspace_id, principal), None
+        principal = await current_principal(request)
+        return await workspace_scope(request, workspace_id, principal), None
     if not claims.is_scoped:
         raise forbidden("a task token without run and attempt claims cannot upload logs")
     owner = Principal(claims.tenant_id, claims.workspace_id, None)
-    return workspace_scope(request, workspace_id, owner), claims
+    return await workspace_scope(request, workspace_id, owner), claims
 
 
 def _token_task_key(claims: TaskTokenClaims) -> str:

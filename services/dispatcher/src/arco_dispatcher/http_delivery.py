@@ -61,12 +61,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from http import HTTPStatus
 
+import aiohttp
 import httpx
 import structlog
+from yarl import URL
 
 from arco_dispatch.backoff import delivery_backoff, retry_after
 from arco_dispatch.clock import Clock, utc_now, wait_event
-from arco_dispatch.http_clients import ClientPools
 from arco_dispatch.message import EnvelopeFactory, MissingTaskRow, envelope_body
 from arco_dispatch.settings import FlowSettings
 from arco_orchestration.db import Database
@@ -86,6 +87,7 @@ from arco_orchestration.scope import Scope
 log = structlog.get_logger("arco.dispatch.delivery")
 
 CONNECT_TIMEOUT_SECS = 10.0
+KEEPALIVE_SECS = 4.0
 # Shortest pause when rows are due but none could be claimed (another pump holds them).
 MIN_IDLE_WAIT_SECS = 0.05
 # Shortest lease, whatever the grace setting says (0 is allowed there): a renewal must
@@ -183,7 +185,7 @@ class DeliveryPump:
         self._db = db
         self._scope = scope
         self._envelopes = envelopes
-        self._target = target
+        self._target = URL(target)  # parsed once, not at every delivery
         self._headers = dict(headers)
         self.policy = policy
         self._clock = clock
@@ -191,7 +193,8 @@ class DeliveryPump:
         # Jitter only spreads retries out; it needs no cryptographic randomness.
         self._rng = rng or random.Random()  # noqa: S311
         self._observe = observe
-        self._clients = ClientPools(policy.concurrency)
+        # Opened in the event loop at the first delivery (an aiohttp session belongs to one).
+        self._session: aiohttp.ClientSession | None = None
         self._in_flight: dict[asyncio.Task[DeliveryOutcome], DeliveryClaim] = {}
         # Successful deliveries waiting to be recorded, and the task recording them.
         self._delivered: list[tuple[Delivered, asyncio.Future[None]]] = []
@@ -203,6 +206,8 @@ class DeliveryPump:
         # _busy_until (set by a 429).
         self._limit = policy.concurrency
         self._busy_until: datetime | None = None
+        # Whether due rows may be left unclaimed: the last pass had no room for all of them.
+        self._backlog = True
 
     @property
     def in_flight(self) -> int:
@@ -235,7 +240,9 @@ class DeliveryPump:
                 self._wake.clear()
                 try:
                     claimed = await self.fill()
-                    if not claimed:
+                    # A pass that found fewer due rows than it had room for leaves none due
+                    # behind: wait for a wake-up or the next due row instead of claiming again.
+                    if not claimed or not self._backlog:
                         await self._idle()
                 except Exception:  # logged; the next pass may succeed (database back)
                     log.exception("pump_pass_failed")
@@ -249,8 +256,11 @@ class DeliveryPump:
         self._loop = asyncio.get_running_loop()
         free = self._limit - len(self._in_flight)
         if free <= 0 or self._closing or self._paused():
+            self._backlog = True  # rows may be waiting for a slot or for the pause to end
             return 0
         claims = await asyncio.to_thread(self._claim, free)
+        # Every free slot taken: more rows may be due.
+        self._backlog = len(claims) >= free
         for claim in claims:
             task = asyncio.create_task(self._deliver(claim))
             self._in_flight[task] = claim
@@ -284,11 +294,21 @@ class DeliveryPump:
             await asyncio.gather(*pending, return_exceptions=True)
         if self._recorder is not None:  # outcomes already answered are still recorded
             await asyncio.gather(self._recorder, return_exceptions=True)
-        await self._clients.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     def _finished(self, task: asyncio.Task[DeliveryOutcome]) -> None:
         self._in_flight.pop(task, None)
-        self._wake.set()
+        # A freed slot is worth a pass only when rows may be waiting for one; a delivery
+        # that did not succeed has changed when its row is due (or the pump's pace).
+        # Otherwise a pass would find nothing and cost two transactions per delivery.
+        if (
+            self._backlog
+            or task.cancelled()
+            or task.exception() is not None
+            or task.result() is not DeliveryOutcome.DELIVERED
+        ):
+            self._wake.set()
 
     async def _renew_periodically(self) -> None:
         interval = self.policy.renew_every.total_seconds()
@@ -409,25 +429,54 @@ class DeliveryPump:
         except MissingTaskRow as exc:
             return _Answer(status=None, error=str(exc), final=True)
         deadline = self.policy.deadline.total_seconds()
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=min(deadline, CONNECT_TIMEOUT_SECS), sock_read=deadline
+        )
         try:
-            async with asyncio.timeout(deadline), self._clients.client() as client:
-                response = await client.post(
+            async with (
+                asyncio.timeout(deadline),
+                self._http().post(
                     self._target,
-                    content=envelope_body(envelope),
+                    data=envelope_body(envelope),
                     headers=self._headers,
-                    timeout=httpx.Timeout(deadline, connect=min(deadline, CONNECT_TIMEOUT_SECS)),
-                )
-        except (TimeoutError, httpx.TimeoutException):
+                    timeout=timeout,
+                ) as response,
+            ):
+                # Read to the end, so that the connection can serve the next delivery.
+                await response.read()
+        except TimeoutError:  # also aiohttp's connect and read timeouts
             return _Answer(status=None, error=f"no answer within the {deadline:g}s deadline")
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             return _Answer(status=None, error=f"{type(exc).__name__}: {exc}")
-        if 200 <= response.status_code < 300:
-            return _Answer(status=response.status_code)
+        if 200 <= response.status < 300:
+            return _Answer(status=response.status)
         return _Answer(
-            status=response.status_code,
-            error=f"worker answered HTTP {response.status_code}",
+            status=response.status,
+            error=f"worker answered HTTP {response.status}",
             retry_after=retry_after(response.headers.get("Retry-After"), now=self._clock()),
         )
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The pump's HTTP session: up to ``concurrency`` connections to the worker.
+
+        aiohttp rather than httpx: httpcore's pool walks all of its connections at every
+        request and every response, and its anyio layer checks the current task several
+        times per request, which cost more CPU than the rest of a delivery. aiohttp's pool
+        hands out a connection without looking at the others."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self.policy.concurrency,
+                    # Below uvicorn's 5 s keep-alive: a connection is seldom reused just as
+                    # the worker closes it (that delivery would fail and be retried).
+                    keepalive_timeout=KEEPALIVE_SECS,
+                    # The CA bundle httpx verifies with (certifi), for an https target.
+                    ssl=httpx.create_ssl_context(trust_env=False),
+                ),
+                # Worker URLs are internal and must not go through a proxy.
+                trust_env=False,
+            )
+        return self._session
 
     def _record(self, claim: DeliveryClaim, answer: _Answer) -> DeliveryOutcome:
         now = self._clock()

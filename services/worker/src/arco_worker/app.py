@@ -14,6 +14,7 @@ from arco_worker.dispatch_checks import InvalidDispatchError, parse_envelope
 from arco_worker.registry import TaskRegistry
 from arco_worker.service import RETRY_AFTER_SHUTTING_DOWN, ServiceOptions, WorkerService
 from arco_worker.settings import WorkerSettings
+from arco_worker.transport import Transport
 
 
 class BodyTooLargeError(Exception):
@@ -41,7 +42,7 @@ def create_app(
     worker: TaskRegistry,
     *,
     options: ServiceOptions | None = None,
-    http: httpx.AsyncClient | None = None,
+    http: httpx.AsyncClient | Transport | None = None,
 ) -> FastAPI:
     """Build the worker app; ``app.state.service`` is its :class:`WorkerService`.
 

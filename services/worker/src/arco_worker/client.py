@@ -31,6 +31,7 @@ from arco_envelope import (
     WorkerDispatchEnvelope,
     format_timestamp,
 )
+from arco_worker.transport import Reply, Transport, TransportError, as_transport
 
 log = structlog.get_logger(__name__)
 
@@ -107,7 +108,7 @@ class CallbackRejectedError(CallbackError):
         return self.status == 401
 
 
-def _error_body(response: httpx.Response) -> tuple[str | None, str]:
+def _error_body(response: Reply) -> tuple[str | None, str]:
     """The JSON ``error`` code and a human message from an error response."""
     text = response.text
     try:
@@ -121,10 +122,10 @@ def _error_body(response: httpx.Response) -> tuple[str | None, str]:
             code if isinstance(code, str) else None,
             message if isinstance(message, str) else text[:500],
         )
-    return None, text[:500] or response.reason_phrase
+    return None, text[:500] or response.reason
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: Reply) -> float | None:
     value = response.headers.get("retry-after")
     try:
         return max(0.0, float(value)) if value is not None else None
@@ -161,18 +162,19 @@ def logs_url(envelope: WorkerDispatchEnvelope) -> str:
 
 class CallbackClient:
     """Sends one attempt's callbacks. One instance serves every attempt; the token is passed
-    per call because a heartbeat may refresh it (design D8)."""
+    per call because a heartbeat may refresh it (design D8). ``http`` is a
+    :class:`~arco_worker.transport.Transport`, or an ``httpx.AsyncClient`` to send through."""
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: httpx.AsyncClient | Transport,
         *,
         retry: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         clock: Clock = utc_now,
     ) -> None:
-        self._http = http
+        self._http = as_transport(http)
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng
@@ -227,29 +229,28 @@ class CallbackClient:
         *,
         give_up_at: datetime | None = None,
         url: str | None = None,
-    ) -> httpx.Response:
+    ) -> Reply:
         url = url or envelope.callback_url(phase)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        payload = content.encode()
         attempt = 0
         while True:
             attempt += 1
             retry_after: float | None = None
             try:
-                response = await self._http.post(url, content=content, headers=headers)
-            except httpx.TransportError as exc:
-                failure: CallbackError = CallbackUnavailableError(
-                    phase, f"{type(exc).__name__}: {exc}", attempts=attempt
-                )
+                response = await self._http.post(url, payload, headers)
+            except TransportError as exc:
+                failure: CallbackError = CallbackUnavailableError(phase, str(exc), attempts=attempt)
             else:
                 if response.is_success:
                     return response
                 code, message = _error_body(response)
-                if not _is_transient(response.status_code):
+                if not _is_transient(response.status):
                     raise CallbackRejectedError(
-                        phase, message, status=response.status_code, code=code, attempts=attempt
+                        phase, message, status=response.status, code=code, attempts=attempt
                     )
                 failure = CallbackUnavailableError(
-                    phase, message, status=response.status_code, code=code, attempts=attempt
+                    phase, message, status=response.status, code=code, attempts=attempt
                 )
                 retry_after = _retry_after(response)
             delay = self._retry.delay(attempt - 1, self._rng, retry_after)

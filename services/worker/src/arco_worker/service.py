@@ -21,6 +21,7 @@ from arco_worker.dispatch_checks import InvalidDispatchError, check_envelope, ch
 from arco_worker.execution import Ack, AttemptExecution, Timings
 from arco_worker.registry import TaskRegistry
 from arco_worker.settings import WorkerSettings
+from arco_worker.transport import AiohttpTransport, Transport, as_transport
 
 log = structlog.get_logger(__name__)
 
@@ -70,8 +71,10 @@ class WorkerService:
         worker: TaskRegistry,
         *,
         options: ServiceOptions | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: httpx.AsyncClient | Transport | None = None,
     ) -> None:
+        """``http`` sends the callbacks; by default an :class:`AiohttpTransport` of the
+        service's own, opened by :meth:`start`."""
         worker.validate()
         self.settings = settings
         self.worker = worker
@@ -82,7 +85,7 @@ class WorkerService:
             heartbeat_interval_secs=self.options.heartbeat_interval_secs,
             first_heartbeat_secs=settings.first_heartbeat_secs,
         )
-        self._http = http
+        self._http = None if http is None else as_transport(http)
         self._owns_http = http is None
         self._client: CallbackClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -94,7 +97,7 @@ class WorkerService:
     async def start(self) -> None:
         """Open the callback HTTP client (call from the loop that will serve)."""
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.options.callback_timeout_secs)
+            self._http = AiohttpTransport(self.options.callback_timeout_secs)
         self._client = CallbackClient(
             self._http, retry=self.options.retry, clock=self.options.clock
         )

@@ -24,11 +24,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, Integer, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from arco_orchestration.facts.snapshots import DispatchSnapshot
+from arco_orchestration.facts.snapshots import DispatchSnapshot, TaskSnapshot
 from arco_orchestration.facts.store import (
     EventKind,
     add_event,
@@ -37,7 +38,7 @@ from arco_orchestration.facts.store import (
     lock_run,
     lock_runs,
 )
-from arco_orchestration.models import DispatchOutbox
+from arco_orchestration.models import DispatchOutbox, Task
 from arco_orchestration.scope import Scope
 from arco_orchestration.states import DeliveryState, OutboxStatus
 
@@ -61,6 +62,81 @@ def _scoped(scope: Scope) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
     )
 
 
+# What a claim reads: the outbox row's snapshot fields and its task row's (``None`` when the
+# task row is missing: the outer join's task columns are then all NULL).
+_CLAIM_COLUMNS = (
+    DispatchOutbox.dispatch_id,
+    DispatchOutbox.run_id,
+    DispatchOutbox.task_key,
+    DispatchOutbox.attempt,
+    DispatchOutbox.attempt_id,
+    DispatchOutbox.worker_queue,
+    DispatchOutbox.status,
+    DispatchOutbox.created_at,
+    DispatchOutbox.enqueued_at,
+    DispatchOutbox.redispatch_count,
+    DispatchOutbox.delivery_state,
+    DispatchOutbox.delivery_attempts,
+    Task.task_key.label("task_task_key"),
+    Task.state.label("task_state"),
+    Task.attempt.label("task_attempt"),
+    Task.attempt_id.label("task_attempt_id"),
+    Task.partition_key.label("task_partition_key"),
+    Task.heartbeat_timeout_sec.label("task_heartbeat_timeout_sec"),
+)
+
+# Built once, with parameters: a statement built per call is compiled from the cache, but its
+# cache key is computed anew each time, which costs more than the execution.
+_CLAIM = (
+    select(*_CLAIM_COLUMNS)
+    .outerjoin(
+        Task,
+        (Task.run_id == DispatchOutbox.run_id)
+        & (Task.task_key == DispatchOutbox.task_key)
+        & (Task.tenant_id == bindparam("tenant"))
+        & (Task.workspace_id == bindparam("workspace")),
+    )
+    .where(
+        DispatchOutbox.delivery_state == DeliveryState.QUEUED.value,
+        DispatchOutbox.next_delivery_at <= bindparam("now"),
+        DispatchOutbox.status == OutboxStatus.CREATED.value,
+        DispatchOutbox.tenant_id == bindparam("tenant"),
+        DispatchOutbox.workspace_id == bindparam("workspace"),
+    )
+    .order_by(DispatchOutbox.next_delivery_at)
+    .limit(bindparam("limit", type_=Integer))
+    .with_for_update(skip_locked=True, of=DispatchOutbox)
+)
+
+_NEXT_DUE = select(func.min(DispatchOutbox.next_delivery_at)).where(
+    DispatchOutbox.delivery_state == DeliveryState.QUEUED.value,
+    DispatchOutbox.tenant_id == bindparam("tenant"),
+    DispatchOutbox.workspace_id == bindparam("workspace"),
+)
+
+_STILL_HELD = select(DispatchOutbox.dispatch_id).where(
+    DispatchOutbox.dispatch_id.in_(bindparam("ids", expanding=True)),
+    DispatchOutbox.lease_owner.in_(bindparam("tokens", expanding=True)),
+    DispatchOutbox.tenant_id == bindparam("tenant"),
+    DispatchOutbox.workspace_id == bindparam("workspace"),
+)
+
+# On the table, not the mapped class: an executemany of an ORM UPDATE would be the ORM's
+# bulk update by primary key, which takes no WHERE criteria.
+_OUTBOX = cast(Table, DispatchOutbox.__table__)
+_LEASE = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.dispatch_id == bindparam("claimed_id"))
+    .values(
+        lease_owner=bindparam("token"),
+        lease_expires_at=bindparam("expires"),
+        next_delivery_at=bindparam("expires"),
+        delivery_attempts=_OUTBOX.c.delivery_attempts + 1,
+        row_version=_OUTBOX.c.row_version + 1,
+    )
+)
+
+
 def claim_due_deliveries(
     session: Session,
     scope: Scope,
@@ -70,50 +146,70 @@ def claim_due_deliveries(
     lease: timedelta,
     limit: int,
 ) -> list[DeliveryClaim]:
-    """Lease up to ``limit`` QUEUED rows due at ``now``, oldest due first."""
+    """Lease up to ``limit`` QUEUED rows due at ``now``, oldest due first.
+
+    Core statements built once, not the ORM: one query reads the rows (locked, skipping
+    those another dispatcher is claiming) with their task rows, one executemany leases them.
+    A claim is made for every delivery, and the ORM's identity map and unit of work cost
+    more CPU than the statements themselves."""
     if limit <= 0:
         return []
-    rows = session.scalars(
-        select(DispatchOutbox)
-        .where(
-            DispatchOutbox.delivery_state == DeliveryState.QUEUED.value,
-            DispatchOutbox.next_delivery_at <= now,
-            DispatchOutbox.status == OutboxStatus.CREATED.value,
-            *_scoped(scope),
-        )
-        .order_by(DispatchOutbox.next_delivery_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
+    found = session.execute(
+        _CLAIM,
+        {
+            "now": now,
+            "limit": limit,
+            "tenant": scope.tenant_id,
+            "workspace": scope.workspace_id,
+        },
     ).all()
-    tasks = get_tasks(session, scope, ((row.run_id, row.task_key) for row in rows))
+    if not found:
+        return []
+    expires = now + lease
     claims: list[DeliveryClaim] = []
-    for row in rows:
+    for row in found:
         token = f"{owner[: LEASE_OWNER_MAX - 17]}:{uuid.uuid4().hex[:16]}"
-        row.lease_owner = token
-        row.lease_expires_at = now + lease
-        row.next_delivery_at = now + lease
-        row.delivery_attempts += 1
-        row.row_version += 1
-        task = tasks.get((row.run_id, row.task_key))
-        claims.append(
-            DeliveryClaim(
-                dispatch=DispatchSnapshot.of(row, task),
-                lease_token=token,
-                delivery_attempt=row.delivery_attempts,
+        task = None
+        if row.task_task_key is not None:
+            task = TaskSnapshot(
+                run_id=row.run_id,
+                task_key=row.task_key,
+                state=row.task_state,
+                attempt=row.task_attempt,
+                attempt_id=row.task_attempt_id,
+                partition_key=row.task_partition_key,
+                heartbeat_timeout_sec=row.task_heartbeat_timeout_sec,
             )
+        attempts = row.delivery_attempts + 1
+        # The snapshot is of the row as leased.
+        dispatch = DispatchSnapshot(
+            dispatch_id=row.dispatch_id,
+            run_id=row.run_id,
+            task_key=row.task_key,
+            attempt=row.attempt,
+            attempt_id=row.attempt_id,
+            worker_queue=row.worker_queue,
+            status=row.status,
+            created_at=row.created_at,
+            enqueued_at=row.enqueued_at,
+            redispatch_count=row.redispatch_count,
+            delivery_state=row.delivery_state,
+            delivery_attempts=attempts,
+            lease_expires_at=expires,
+            task=task,
         )
-    session.flush()
+        claims.append(DeliveryClaim(dispatch, token, delivery_attempt=attempts))
+    leases = [
+        {"claimed_id": c.dispatch.dispatch_id, "token": c.lease_token, "expires": expires}
+        for c in claims
+    ]
+    session.execute(_LEASE, leases)
     return claims
 
 
 def next_delivery_due(session: Session, scope: Scope) -> datetime | None:
     """When the earliest QUEUED row (leased or not) becomes due, if any."""
-    return session.scalar(
-        select(func.min(DispatchOutbox.next_delivery_at)).where(
-            DispatchOutbox.delivery_state == DeliveryState.QUEUED.value, *_scoped(scope)
-        )
-    )
+    return session.scalar(_NEXT_DUE, {"tenant": scope.tenant_id, "workspace": scope.workspace_id})
 
 
 def _finish_claim(
@@ -189,14 +285,33 @@ def record_deliveries(
     order). Returns the lease tokens of the claims that still held their row."""
     if not delivered:
         return set()
-    lock_runs(session, scope, (item.claim.dispatch.run_id for item in delivered))
     by_token = {item.claim.lease_token: item for item in delivered}
+    # Usually the worker's /started consumed the row before the worker answered: find the
+    # rows still held first, without locks. A lease token is never handed out twice, so a
+    # row not held by its claim now never will be again, and rows not held need no run
+    # lock (which would queue behind, and hold up, the callbacks of those runs).
+    still_held = set(
+        session.scalars(
+            _STILL_HELD,
+            {
+                "ids": sorted({i.claim.dispatch.dispatch_id for i in delivered}),
+                "tokens": sorted(by_token),
+                "tenant": scope.tenant_id,
+                "workspace": scope.workspace_id,
+            },
+        )
+    )
+    if not still_held:
+        return set()
+    lock_runs(
+        session,
+        scope,
+        (i.claim.dispatch.run_id for i in delivered if i.claim.dispatch.dispatch_id in still_held),
+    )
     rows = session.scalars(
         select(DispatchOutbox)
         .where(
-            DispatchOutbox.dispatch_id.in_(
-                sorted({i.claim.dispatch.dispatch_id for i in delivered})
-            ),
+            DispatchOutbox.dispatch_id.in_(sorted(still_held)),
             *_scoped(scope),
         )
         .order_by(DispatchOutbox.dispatch_id)

@@ -182,7 +182,8 @@ def request_dispatches(
     """:func:`request_dispatch` for each ``(run_id, task_key)``, in order; ``None`` where
     nothing applies. With ``queue`` every new row is acknowledged at once
     (:func:`acknowledge` on the row before it is even written), which a push-delivery
-    provider may do because its queue is this row: no PENDING step, no second transaction.
+    provider may do because its queue is this row: no PENDING step, no second transaction,
+    and no NOTIFY (see below).
     """
     if not refs:
         return []
@@ -206,8 +207,11 @@ def request_dispatches(
             enqueued = queue(DispatchSnapshot.of(row, task))
             acknowledge(session, row, task, enqueued, now=now, push_delivery=True)
         results.append(request)
-    if any(results):
-        # One wake-up per batch: listeners only need to know that there is work.
+    if queue is None and any(results):
+        # One wake-up per batch: listeners only need to know that there is work (PENDING
+        # rows). Rows queued at once make no work for any dispatcher cycle, only for the
+        # caller's own delivery pump, which its caller wakes: a NOTIFY would only make every
+        # listening dispatcher, the caller first, run one more cycle that finds nothing.
         notify_dispatcher(session, next(r.run_id for r in results if r is not None))
     return results
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from ulid import ULID
@@ -173,16 +173,23 @@ def get_manifest(db: Database, scope: Scope, manifest_id: str) -> dict[str, Json
         return manifest_document(_parsed(row.manifest_id, row.body), _record(row))
 
 
+# Built once (every trigger asks): a statement object keeps its SQL cache key.
+_LATEST_ID = (
+    select(Manifest.manifest_id)
+    .where(
+        Manifest.tenant_id == bindparam("tenant_id"),
+        Manifest.workspace_id == bindparam("workspace_id"),
+    )
+    .order_by(Manifest.deployed_at.desc(), Manifest.manifest_id.desc())
+    .limit(1)
+)
+
+
 def latest_manifest(
     session: Session, tenant_id: str, workspace_id: str
 ) -> tuple[str, DeployedManifest] | None:
     """The id and parsed form of a workspace's latest manifest (greatest ``deployedAt``)."""
-    latest_id = session.scalar(
-        select(Manifest.manifest_id)
-        .where(Manifest.tenant_id == tenant_id, Manifest.workspace_id == workspace_id)
-        .order_by(Manifest.deployed_at.desc(), Manifest.manifest_id.desc())
-        .limit(1)
-    )
+    latest_id = session.scalar(_LATEST_ID, {"tenant_id": tenant_id, "workspace_id": workspace_id})
     if latest_id is None:
         return None
     cached = _cached_manifests.get(latest_id)
