@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from bench import callbacks, console, sweep
+from bench import callbacks, console, scale, sweep
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -51,3 +51,18 @@ def test_the_console_benchmark_runs(tmp_path: Path) -> None:
         pages = results["backends"][backend]["pages"]
         assert set(pages) >= {"runs, newest page", "run, 500 tasks"}
         assert all(page["p50_ms"] > 0 for page in pages.values())
+
+
+def test_the_scale_benchmark_runs(tmp_path: Path) -> None:
+    """Two tiny wide runs on fresh stacks and the run API over a few hundred runs."""
+    args = _args(scale_sizes="2,4", scale_runs=300, scale_repeats=2)
+    results = scale.run(_backends(), args, tmp_path, tmp_path / "performance.md")
+    assert (tmp_path / "scale.json").exists()
+    for backend in _backends():
+        figures = results["backends"][backend]
+        runs = figures["wide_runs"]
+        assert [run["state"] for run in runs.values()] == ["SUCCEEDED", "SUCCEEDED"]
+        assert all(set(run["peak_rss_mb"]) >= {"api", "worker"} for run in runs.values())
+        requests = figures["api"]["requests"]
+        assert {"runs, first page", "runs, state RUNNING", "run tasks, 500 tasks"} <= set(requests)
+        assert all(request["p50_ms"] > 0 for request in requests.values())
