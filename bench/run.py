@@ -25,7 +25,7 @@ from arco_orchestration.models import Run
 from arco_orchestration.states import RunState
 from arco_stack.client import ApiClient
 from arco_stack.config import Ports, service_specs, stack_environment
-from arco_stack.databases import recreate_postgres_database
+from arco_stack.databases import drop_postgres_database, recreate_postgres_database
 from arco_stack.processes import Stack, migrate
 from bench import callbacks, console, sweep
 from bench.bench_worker import DEFAULT_ASSETS, TASK_KEYS, bench_manifest
@@ -43,11 +43,11 @@ class BenchStack:
     def __init__(
         self, backend: str, data_dir: Path, postgres_server: str, assets: int = DEFAULT_ASSETS
     ) -> None:
-        database_url = (
-            recreate_postgres_database(postgres_server, database_name("arco_bench"))
-            if backend == "postgres"
-            else None
+        # Its own database on the server, dropped again by close().
+        self._postgres = (
+            (postgres_server, database_name("arco_bench")) if backend == "postgres" else None
         )
+        database_url = recreate_postgres_database(*self._postgres) if self._postgres else None
         ports = Ports.free()
         overrides = {
             "PYTHONPATH": str(REPO_ROOT),
@@ -107,6 +107,8 @@ class BenchStack:
         self.client.close()
         self.stack.stop()
         self.db.dispose()
+        if self._postgres:
+            drop_postgres_database(*self._postgres)
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:

@@ -116,10 +116,7 @@ def wide_run(backend: str, tasks: int, postgres: str) -> dict[str, Any]:
             "peak_rss_mb": bench.peak_rss_mb(),
         }
     finally:
-        bench.close()
-        if backend == "postgres":
-            # The stack's database, named by BenchStack: 10,000 finished tasks nobody reads.
-            drop_postgres_database(postgres, database_name("arco_bench"))
+        bench.close()  # drops the stack's database too
 
 
 def _time_get(
