@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from bench import callbacks, console, scale, sweep
+from bench import callbacks, console, profile, scale, sweep
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -66,3 +66,19 @@ def test_the_scale_benchmark_runs(tmp_path: Path) -> None:
         requests = figures["api"]["requests"]
         assert {"runs, first page", "runs, state RUNNING", "run tasks, 500 tasks"} <= set(requests)
         assert all(request["p50_ms"] > 0 for request in requests.values())
+
+
+def test_the_profile_reads_py_spy_samples(tmp_path: Path) -> None:
+    """``bench.profile`` ranks py-spy's raw samples: self time by the innermost frame,
+    inclusive time by our own frames; idle waits do not count."""
+    raw = tmp_path / "api.txt"
+    ours = "handle (/repo/services/api/src/arco_api/callback_routes.py:10)"
+    lib = "execute (/v/lib/python3.11/site-packages/sqlalchemy/engine/base.py:5)"
+    idle = "select (/usr/lib/python3.11/selectors.py:468)"
+    raw.write_text(f"{ours};{lib} 3\n{ours} 1\nmain (/x.py:1);{idle} 6\n")
+    own, inclusive = profile.top_frames(raw, limit=5)
+    assert own == [
+        ("execute (sqlalchemy/engine/base.py:5)", 75.0),
+        ("handle (arco_api/callback_routes.py:10)", 25.0),
+    ]
+    assert inclusive == [("handle (arco_api/callback_routes.py:10)", 100.0)]
