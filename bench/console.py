@@ -170,7 +170,7 @@ def load_big_run(db: Database) -> None:
         connection.execute(insert(TaskEvent), events)
 
 
-def _analyse(db: Database) -> None:
+def analyse(db: Database) -> None:
     """PostgreSQL: ``VACUUM ANALYZE`` after the bulk load, as autovacuum soon would."""
     if db.engine.dialect.name != "postgresql":
         return
@@ -198,7 +198,7 @@ class ServerTimer:
         await self.app(scope, receive, timed_send)
 
 
-def _token() -> str:
+def token() -> str:
     exp = int((datetime.now(UTC) + timedelta(hours=2)).timestamp())
     claims = {"tenant": TENANT, "workspace": WORKSPACE, "sub": "bench", "exp": exp}
     return jwt.encode(claims, SECRET, algorithm="HS256")
@@ -211,7 +211,7 @@ def _signed_in(client: TestClient) -> None:
         raise RuntimeError("bench setup: the login form has no CSRF value")
     answer = client.post(
         "/ui/login",
-        data={"token": _token(), "csrf": nonce.group(1), "next": "/ui/runs"},
+        data={"token": token(), "csrf": nonce.group(1), "next": "/ui/runs"},
         follow_redirects=False,
     )
     if answer.status_code != 303:
@@ -265,7 +265,7 @@ def measure(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         db = Database.from_url(url)
         load_s = load_runs(db, args.console_runs)
         load_big_run(db)
-        _analyse(db)
+        analyse(db)
         settings = ApiSettings(environment="staging", debug=False, jwt_secret=SECRET)
         timer = ServerTimer(create_app(settings, db))
         with TestClient(timer, base_url="http://testserver") as client:

@@ -12,6 +12,7 @@ import argparse
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -47,6 +48,12 @@ def postgres_cpu(database: str) -> float:
         except OSError:
             continue
     return total
+
+
+def _py_spy() -> str:
+    """py-spy of this environment (a dev dependency), else the one on the PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
 
 
 def trigger_independent(bench: BenchStack, keys: list[str]) -> None:
@@ -112,7 +119,7 @@ def main() -> None:
                 out = args.py_spy / f"{name}.txt"
                 spy = subprocess.Popen(  # noqa: S603 - a fixed tool
                     [
-                        shutil.which("py-spy") or "py-spy",
+                        _py_spy(),
                         "record",
                         "-p",
                         str(pid),

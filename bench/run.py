@@ -6,6 +6,7 @@ No thresholds: figures only."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import tempfile
 import time
@@ -13,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,10 +25,10 @@ from arco_orchestration.models import Run
 from arco_orchestration.states import RunState
 from arco_stack.client import ApiClient
 from arco_stack.config import Ports, service_specs, stack_environment
-from arco_stack.databases import recreate_postgres_database
+from arco_stack.databases import drop_postgres_database, recreate_postgres_database
 from arco_stack.processes import Stack, migrate
 from bench import callbacks, console, sweep
-from bench.bench_worker import TASK_KEYS, bench_manifest
+from bench.bench_worker import DEFAULT_ASSETS, TASK_KEYS, bench_manifest
 from bench.support import DEFAULT_POSTGRES, database_name, host, percentile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,16 +36,18 @@ RESULTS = REPO_ROOT / "bench" / "results"
 PERFORMANCE_DOC = REPO_ROOT / "docs" / "performance.md"
 TABLE_START, TABLE_END = "<!-- bench:start -->", "<!-- bench:end -->"
 TERMINAL = [s.value for s in RunState if s.is_terminal]
-PARTS = ("latency", "throughput", "callbacks", "sweep", "console")
+PARTS = ("latency", "throughput", "callbacks", "sweep", "console", "scale")
 
 
 class BenchStack:
-    def __init__(self, backend: str, data_dir: Path, postgres_server: str) -> None:
-        database_url = (
-            recreate_postgres_database(postgres_server, database_name("arco_bench"))
-            if backend == "postgres"
-            else None
+    def __init__(
+        self, backend: str, data_dir: Path, postgres_server: str, assets: int = DEFAULT_ASSETS
+    ) -> None:
+        # Its own database on the server, dropped again by close().
+        self._postgres = (
+            (postgres_server, database_name("arco_bench")) if backend == "postgres" else None
         )
+        database_url = recreate_postgres_database(*self._postgres) if self._postgres else None
         ports = Ports.free()
         overrides = {
             "PYTHONPATH": str(REPO_ROOT),
@@ -69,7 +73,9 @@ class BenchStack:
         self.stack = Stack(data_dir, self.env)
         self.stack.start_all(specs)
         self.client = ApiClient.of_stack(self.env)
-        self.client.deploy_manifest(bench_manifest())
+        started = time.perf_counter()
+        self.client.deploy_manifest(bench_manifest(assets))
+        self.deploy_s = time.perf_counter() - started
 
     def unfinished_runs(self) -> int:
         with self.db.transaction() as session:
@@ -101,6 +107,8 @@ class BenchStack:
         self.client.close()
         self.stack.stop()
         self.db.dispose()
+        if self._postgres:
+            drop_postgres_database(*self._postgres)
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -194,6 +202,11 @@ def _table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def scale_part() -> ModuleType:
+    """``bench.scale``, imported here: it starts its stacks with this module's BenchStack."""
+    return importlib.import_module("bench.scale")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backends", default="sqlite,postgres")
@@ -209,6 +222,7 @@ def main() -> None:
     callbacks.add_arguments(parser)
     sweep.add_arguments(parser)
     console.add_arguments(parser)
+    scale_part().add_arguments(parser)
     parser.add_argument(
         "--postgres",
         default=DEFAULT_POSTGRES,
@@ -258,13 +272,17 @@ def main() -> None:
         results["sweep"] = sweep.run(backends, args, RESULTS, PERFORMANCE_DOC)
     if "console" in only:
         results["console"] = console.run(backends, args, RESULTS, PERFORMANCE_DOC)
+    if "scale" in only:
+        # PostgreSQL only unless --scale-backends says otherwise: the part takes long.
+        scale_backends = args.scale_backends.split(",")
+        results["scale"] = scale_part().run(scale_backends, args, RESULTS, PERFORMANCE_DOC)
     RESULTS.mkdir(parents=True, exist_ok=True)
     latest = RESULTS / "latest.json"
     stack_measured = bool(results["backends"])
     if not stack_measured and latest.exists():
         # A run of the callback, sweep or console benchmarks alone keeps the last stack figures.
         previous = json.loads(latest.read_text())
-        parts = ("callbacks", "sweep", "console")
+        parts = ("callbacks", "sweep", "console", "scale")
         previous.update({part: results[part] for part in parts if part in results})
         results = previous
     latest.write_text(json.dumps(results, indent=2) + "\n")

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from bench import callbacks, console, sweep
+from bench import callbacks, console, profile, scale, sweep
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -51,3 +51,34 @@ def test_the_console_benchmark_runs(tmp_path: Path) -> None:
         pages = results["backends"][backend]["pages"]
         assert set(pages) >= {"runs, newest page", "run, 500 tasks"}
         assert all(page["p50_ms"] > 0 for page in pages.values())
+
+
+def test_the_scale_benchmark_runs(tmp_path: Path) -> None:
+    """Two tiny wide runs on fresh stacks and the run API over a few hundred runs."""
+    args = _args(scale_sizes="2,4", scale_runs=300, scale_repeats=2)
+    results = scale.run(_backends(), args, tmp_path, tmp_path / "performance.md")
+    assert (tmp_path / "scale.json").exists()
+    for backend in _backends():
+        figures = results["backends"][backend]
+        runs = figures["wide_runs"]
+        assert [run["state"] for run in runs.values()] == ["SUCCEEDED", "SUCCEEDED"]
+        assert all(set(run["peak_rss_mb"]) >= {"api", "worker"} for run in runs.values())
+        requests = figures["api"]["requests"]
+        assert {"runs, first page", "runs, state RUNNING", "run tasks, 500 tasks"} <= set(requests)
+        assert all(request["p50_ms"] > 0 for request in requests.values())
+
+
+def test_the_profile_reads_py_spy_samples(tmp_path: Path) -> None:
+    """``bench.profile`` ranks py-spy's raw samples: self time by the innermost frame,
+    inclusive time by our own frames; idle waits do not count."""
+    raw = tmp_path / "api.txt"
+    ours = "handle (/repo/services/api/src/arco_api/callback_routes.py:10)"
+    lib = "execute (/v/lib/python3.11/site-packages/sqlalchemy/engine/base.py:5)"
+    idle = "select (/usr/lib/python3.11/selectors.py:468)"
+    raw.write_text(f"{ours};{lib} 3\n{ours} 1\nmain (/x.py:1);{idle} 6\n")
+    own, inclusive = profile.top_frames(raw, limit=5)
+    assert own == [
+        ("execute (sqlalchemy/engine/base.py:5)", 75.0),
+        ("handle (arco_api/callback_routes.py:10)", 25.0),
+    ]
+    assert inclusive == [("handle (arco_api/callback_routes.py:10)", 100.0)]

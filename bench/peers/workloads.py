@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from arco_stack.databases import drop_postgres_database
 from bench.bench_worker import TASK_KEYS
 from bench.peers.airflow_deploy import (
     SINGLE_DAG,
@@ -22,7 +21,6 @@ from bench.peers.airflow_deploy import (
 )
 from bench.peers.memory import TreeSampler, peak_hwm_mb
 from bench.run import BenchStack, _percentiles, _wait_all_terminal, measure_latency
-from bench.support import database_name
 
 RUN_TIMEOUT_S = 900.0
 
@@ -128,6 +126,5 @@ def measure_ours(postgres: str, tasks: int, latency_runs: int, interval: float) 
         }
     finally:
         if bench is not None:
-            bench.close()
-        drop_postgres_database(postgres, database_name("arco_bench"))
+            bench.close()  # drops the stack's database too
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from arco_envelope.timestamps import format_timestamp
+from arco_orchestration.db import Database
 from arco_orchestration.manifest import (
     IDEMPOTENCY_CONFLICT_MESSAGE,
     AssetKeyError,
@@ -32,6 +34,9 @@ from arco_orchestration.manifest import (
     timezone_is_valid,
     usable_idempotency_key,
 )
+from arco_orchestration.models import Manifest
+from arco_orchestration.usecases import manifests
+from arco_testkit.values import SCOPE
 
 # The worked example (arco-manifest-example.json) byte for byte. Its code.filePath was
 # anonymised to /home/dev/probe after the spec's hashes were taken on the captured body, whose
@@ -843,3 +848,25 @@ def test_parse_does_not_mutate_the_body() -> None:
     snapshot = copy.deepcopy(body)
     parse_manifest_body(body)
     assert body == snapshot
+
+
+def test_a_deployed_manifest_is_cached_as_it_reads_back_from_its_row(database: Database) -> None:
+    """The deploy caches the parsed manifest for the triggers that follow; what it caches is
+    exactly what parsing the stored body again gives."""
+    document = json.loads(EXAMPLE_BODY)
+    document["assets"][0]["tags"] = {"z": 1, "a": [3, 1]}
+    document["metadata"] = {"b": {"y": 1, "x": 2}, "a": None}
+    parsed = parse_manifest_body(document)
+    assert parsed.deployed_by is not None
+    deployed = manifests.deploy_manifest(
+        database, SCOPE, parsed, idempotency_key=None, user_id="u", now=datetime.now(UTC)
+    )
+    manifest_id = str(deployed.body["manifestId"])
+    cached = manifests._cached_manifests[manifest_id]
+    with database.transaction() as session:
+        body = session.scalar(select(Manifest.body).where(Manifest.manifest_id == manifest_id))
+    assert cached == DeployedManifest.from_stored(body)
+    assert cached.fingerprint() == parsed.fingerprint()
+    with database.transaction() as session:
+        latest = manifests.latest_manifest(session, SCOPE.tenant_id, SCOPE.workspace_id)
+    assert latest == (manifest_id, cached)

@@ -75,7 +75,7 @@ def table_names(engine: Engine) -> set[str]:
 
 
 def test_head_revision_is_the_single_head() -> None:
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
 
 
 def test_schema_problem_names_the_migrate_command_until_upgraded(engine: Engine) -> None:
@@ -154,3 +154,28 @@ def test_schema_problem_of_an_unreachable_database(tmp_path: Path) -> None:
         engine.dispose()
     assert problem is not None
     assert problem.startswith("database unreachable: OperationalError")
+
+
+def test_the_visibility_gating_index_holds_only_unpublished_outputs(engine: Engine) -> None:
+    """Migration 0004: a partial index, so the run list's state filter reads the few tasks
+    whose required output is not visible, and every other task costs it nothing."""
+    upgrade(engine)
+    (index,) = [
+        found
+        for found in inspect(engine).get_indexes("tasks")
+        if found["name"] == "ix_tasks_visibility_gating_run_id"
+    ]
+    assert index["column_names"] == ["run_id"]
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            definition = connection.scalar(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"),
+                {"name": index["name"]},
+            )
+        else:
+            definition = connection.scalar(
+                text("SELECT sql FROM sqlite_master WHERE name = :name"), {"name": index["name"]}
+            )
+    assert "WHERE" in str(definition)
+    assert "'FAILED'" in str(definition)
+    assert "'PENDING'" in str(definition)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError, SADeprecationWarning
 
 from arco_orchestration import facts
 from arco_orchestration.db import Database
+from arco_orchestration.facts import trigger as trigger_facts
 from arco_orchestration.states import (
     CANCELLABLE_TASK_STATES,
     TERMINAL_TASK_STATES,
@@ -321,6 +322,35 @@ def test_trigger_without_tasks_completes_the_run_at_once(database: Database) -> 
     assert run.state == RunState.SUCCEEDED
     assert run.completed_at == at(3)
     assert run.tasks_total == 0
+
+
+def test_trigger_writes_a_run_larger_than_one_insert_chunk(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks and edges go in chunk by chunk; an edge may cross chunks, and every row is
+    written as the ORM objects were: READY or BLOCKED, attempt 0, version 1."""
+    monkeypatch.setattr(trigger_facts, "INSERT_CHUNK", 3)
+    tasks = [
+        planned("t0"),
+        planned("t1", "t0"),
+        *(planned(f"t{n}", f"t{n - 1}", "t0") for n in range(2, 8)),
+    ]
+    trigger(database, "run-1", tasks, now=at(2))
+    states = task_states(database, "run-1")
+    assert states == {"t0": "READY", **{f"t{n}": "BLOCKED" for n in range(1, 8)}}
+    edges = dependency_edges(database, "run-1")
+    assert len(edges) == 13
+    assert ("t2", "t3") in edges
+    assert not any(edge.satisfied for edge in edges.values())
+    first, later = load_task(database, "run-1", "t0"), load_task(database, "run-1", "t7")
+    assert (first.ready_at, first.attempt, first.row_version, first.deps_total) == (at(2), 0, 1, 0)
+    assert (later.ready_at, later.deps_total, later.deps_satisfied_count) == (None, 2, 0)
+    assert later.state == "BLOCKED"
+    assert load_run(database, "run-1").tasks_total == 8
+    # The chain still runs to the end through the usual readiness.
+    for n in range(8):
+        finish(database, "run-1", f"t{n}", succeeded(), now=at(3 + n))
+    assert load_run(database, "run-1").state == RunState.SUCCEEDED
 
 
 # --- readiness (T2) -------------------------------------------------------------------------

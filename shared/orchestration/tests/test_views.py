@@ -279,6 +279,9 @@ def test_failed_publication_makes_a_still_running_run_publicly_failed(database: 
     view = detail(database, "run-1")
     assert view["state"] == "FAILED"
     assert "completedAt" not in view  # the stored run has not completed
+    # The list's state filter finds it by its public state, not its stored one.
+    assert ids(list_runs(database, limit=5, state=PublicRunState.FAILED)) == ["run-1"]
+    assert ids(list_runs(database, limit=5, state=PublicRunState.RUNNING)) == []
 
 
 def test_cancel_requested_run_is_publicly_cancelling(database: Database) -> None:
@@ -369,6 +372,78 @@ def test_list_runs_numeric_cursor_is_a_legacy_offset(database: Database) -> None
     page = list_runs(database, limit=2, cursor="2")
     assert ids(page) == ["r-c", "r-d"]
     assert ids(list_runs(database, limit=2, cursor=page["nextCursor"])) == ["r-e"]
+
+
+def make_sparse_listing(database: Database) -> None:
+    """Three running runs under 120 newer succeeded ones (more than a read batch), and the
+    succeeded runs share one trigger time, so batches continue inside a tie."""
+    with database.transaction() as session:
+        for n in range(3):
+            facts.trigger_run(
+                session,
+                SCOPE,
+                run_id=f"run-live-{n}",
+                plan_id="p",
+                tasks=[planned("x")],
+                now=at(1),
+                triggered_by="t",
+            )
+        for n in range(120):
+            facts.trigger_run(
+                session,
+                SCOPE,
+                run_id=f"run-done-{n:03d}",
+                plan_id="p",
+                tasks=[],
+                now=at(5),
+                triggered_by="t",
+            )
+
+
+def test_list_runs_state_filter_pages_past_many_other_runs(database: Database) -> None:
+    make_sparse_listing(database)
+    first = list_runs(database, limit=2, state=PublicRunState.RUNNING)
+    assert ids(first) == ["run-live-0", "run-live-1"]
+    second = list_runs(database, limit=2, cursor=first["nextCursor"], state=PublicRunState.RUNNING)
+    assert ids(second) == ["run-live-2"]
+    assert "nextCursor" not in second
+    assert ids(list_runs(database, limit=5, state=PublicRunState.CANCELLED)) == []
+
+
+def test_list_runs_pages_through_a_tie_longer_than_a_read_batch(database: Database) -> None:
+    make_sparse_listing(database)
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = list_runs(database, limit=7, cursor=cursor)
+        seen.extend(ids(page))
+        cursor = page.get("nextCursor")
+        if cursor is None:
+            break
+    done = [f"run-done-{n:03d}" for n in range(120)]
+    assert seen == [*done, "run-live-0", "run-live-1", "run-live-2"]
+    # A filter that drops the whole tie reads on past it in batches.
+    page = list_runs(database, limit=200, state=PublicRunState.RUNNING)
+    assert ids(page) == ["run-live-0", "run-live-1", "run-live-2"]
+    succeeded_runs = list_runs(database, limit=110, state=PublicRunState.SUCCEEDED)
+    assert ids(succeeded_runs) == done[:110]
+    rest = list_runs(
+        database, limit=110, cursor=succeeded_runs["nextCursor"], state=PublicRunState.SUCCEEDED
+    )
+    assert ids(rest) == done[110:]
+
+
+def test_list_task_details_keeps_each_tasks_history_and_dispatches(database: Database) -> None:
+    trigger(database, "run-1", [planned("a"), planned("b"), planned("c")])
+    finish(database, "run-1", "a", succeeded(), now=at(1))
+    enqueue(database, dispatch(database, "run-1", "b", now=at(2)).dispatch_id, now=at(3))
+    with database.transaction() as session:
+        listed = queries.list_task_details(session, SCOPE, "run-1")
+        singles = [queries.get_task_detail(session, SCOPE, "run-1", key) for key in "abc"]
+    assert listed == singles
+    assert listed is not None
+    assert [len(view["history"]) > 0 for view in listed] == [True, True, False]
+    assert [len(view.get("dispatches", [])) for view in listed] == [0, 1, 0]
 
 
 @pytest.mark.parametrize("cursor", ["not-a-cursor", "e30", "bm90IGpzb24", "eyJydW5faWQiOiJ4In0"])

@@ -47,6 +47,10 @@ async def deploy_manifest(
         manifest = parse_manifest_body(document)
     except ManifestError as exc:
         raise rejected_by_rules(exc) from None
+    # The body and its decoded JSON are not needed past parsing; dropped now, they are not
+    # alive beside the stored form while the deploy writes it (a manifest of 10,000 assets:
+    # about 10 MB less at the API's peak).
+    del raw, document
     deployed = await run_in_threadpool(
         manifests.deploy_manifest,
         context.db,

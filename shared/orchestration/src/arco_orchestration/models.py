@@ -22,11 +22,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID = String(255)
 KEY = String(512)
+# The partial index of the tasks that hold a run's public state back (queries.GATING_VISIBILITY).
+VISIBILITY_GATING_SQL = "output_visibility_state IN ('FAILED', 'PENDING')"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -190,6 +193,14 @@ class Task(Base):
         # The sweeper's scan of unstarted tasks of cancelled runs (state and scope only):
         # without it SQLite reads every task of the workspace through the task_key index.
         Index("ix_tasks_state_tenant_id_workspace_id", "state", "tenant_id", "workspace_id"),
+        # The run list's state filter: the few tasks whose required output is not visible
+        # (they change their run's public state), migration 0004.
+        Index(
+            "ix_tasks_visibility_gating_run_id",
+            "run_id",
+            postgresql_where=text(VISIBILITY_GATING_SQL),
+            sqlite_where=text(VISIBILITY_GATING_SQL),
+        ),
     )
 
 

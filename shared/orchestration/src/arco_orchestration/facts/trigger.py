@@ -3,17 +3,23 @@ idempotent."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from arco_orchestration.facts.graph import finish_run_if_done
 from arco_orchestration.facts.store import notify_dispatcher
-from arco_orchestration.facts.transitions import RunTransition, TaskTransition, transition
+from arco_orchestration.facts.transitions import (
+    TASK_TRANSITIONS,
+    RunTransition,
+    TaskTransition,
+    transition,
+)
 from arco_orchestration.models import Run, RunKey, Task, TaskDependency
 from arco_orchestration.scope import Scope
 
@@ -89,6 +95,39 @@ def reserve_run_key(
     )
 
 
+INSERT_CHUNK = 1000
+
+
+def _chunks(items: Sequence[PlannedTaskLike], size: int) -> Iterator[Sequence[PlannedTaskLike]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _task_row(
+    scope: Scope, run_id: str, planned: PlannedTaskLike, now: datetime
+) -> dict[str, object]:
+    """A new task's row: READY without dependencies, else BLOCKED (T1), version 1."""
+    change = TaskTransition.PLAN_BLOCKED if planned.depends_on else TaskTransition.PLAN_READY
+    return {
+        "run_id": run_id,
+        "task_key": planned.key,
+        "tenant_id": scope.tenant_id,
+        "workspace_id": scope.workspace_id,
+        "state": TASK_TRANSITIONS[change].target,
+        "attempt": 0,
+        "attempt_id": None,
+        "asset_key": planned.asset_key,
+        "partition_key": planned.partition_key,
+        "deps_total": len(planned.depends_on),
+        "deps_satisfied_count": 0,
+        "max_attempts": planned.max_attempts,
+        "heartbeat_timeout_sec": planned.heartbeat_timeout_sec,
+        "requires_visible_output": planned.requires_visible_output,
+        "ready_at": None if planned.depends_on else now,
+        "row_version": 1,
+    }
+
+
 def trigger_run(
     session: Session,
     scope: Scope,
@@ -134,45 +173,25 @@ def trigger_run(
     transition(run, RunTransition.START)
     session.add(run)
     session.flush()
-    rows: list[Task] = []
-    edges: list[TaskDependency] = []
-    for planned in tasks:
-        task = Task(
-            run_id=run_id,
-            task_key=planned.key,
-            tenant_id=scope.tenant_id,
-            workspace_id=scope.workspace_id,
-            attempt=0,
-            attempt_id=None,
-            asset_key=planned.asset_key,
-            partition_key=planned.partition_key,
-            deps_total=len(planned.depends_on),
-            deps_satisfied_count=0,
-            max_attempts=planned.max_attempts,
-            heartbeat_timeout_sec=planned.heartbeat_timeout_sec,
-            requires_visible_output=planned.requires_visible_output,
-            ready_at=None if planned.depends_on else now,
-            row_version=1,
-        )
-        transition(
-            task,
-            TaskTransition.PLAN_BLOCKED if planned.depends_on else TaskTransition.PLAN_READY,
-        )
-        rows.append(task)
-        edges.extend(
-            TaskDependency(
-                run_id=run_id,
-                upstream_key=upstream,
-                downstream_key=planned.key,
-                tenant_id=scope.tenant_id,
-                workspace_id=scope.workspace_id,
-                satisfied=False,
-            )
+    # The rows go in as plain parameter sets, a chunk at a time, not as ORM objects: a run
+    # of 10,000 tasks held every task and edge object (and their session state) until the
+    # flush, about 60 MB at the API's peak, and the session never reads them back here.
+    for chunk in _chunks(tasks, INSERT_CHUNK):
+        session.execute(insert(Task), [_task_row(scope, run_id, planned, now) for planned in chunk])
+        edges = [
+            {
+                "run_id": run_id,
+                "upstream_key": upstream,
+                "downstream_key": planned.key,
+                "tenant_id": scope.tenant_id,
+                "workspace_id": scope.workspace_id,
+                "satisfied": False,
+            }
+            for planned in chunk
             for upstream in planned.depends_on
-        )
-    session.add_all(rows)
-    session.add_all(edges)
-    session.flush()
+        ]
+        if edges:
+            session.execute(insert(TaskDependency), edges)
     if not tasks:
         finish_run_if_done(run, now)
     if any(not planned.depends_on for planned in tasks):
