@@ -5,8 +5,10 @@ left alone and never lost or duplicated."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import select, update
 
 from arco_orchestration.db import Database
 from arco_orchestration.delivery import Delivered, claim_due_deliveries, record_deliveries
@@ -15,9 +17,11 @@ from arco_orchestration.facts import (
     Enqueued,
     EventKind,
     cancel_run,
+    record_enqueues,
+    request_dispatch,
     request_dispatches,
 )
-from arco_orchestration.models import DispatchOutbox, Task
+from arco_orchestration.models import DispatchOutbox, Task, TaskEvent
 from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
 from arco_testkit.clock import T0
 from arco_testkit.facts import (
@@ -117,3 +121,81 @@ def test_delivered_outcomes_of_a_batch_skip_consumed_and_released_rows(
     assert len(task_events(database, "run1", "a", EventKind.DISPATCH_DELIVERED)) == 1
     assert task_events(database, "run1", "b", EventKind.DISPATCH_DELIVERED) == []
     assert task_events(database, "run1", "c", EventKind.DISPATCH_DELIVERED) == []
+
+
+def _written(database: Database, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every column of the run's outbox rows, and of its events but their ids, in id order."""
+    outbox = DispatchOutbox.__table__.columns
+    events = [c for c in TaskEvent.__table__.columns if c.key != "id"]
+    with database.transaction() as session:
+        rows = session.execute(select(*outbox).where(outbox.run_id == run_id)).mappings()
+        history = session.execute(
+            select(*events).where(TaskEvent.run_id == run_id).order_by(TaskEvent.id)
+        ).mappings()
+        return (
+            sorted((dict(row) for row in rows), key=lambda row: row["dispatch_id"]),
+            [dict(event) for event in history],
+        )
+
+
+def _without_run(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "run_id"} for row in values]
+
+
+def _dispatch_one_by_one(database: Database, run_id: str, *, queued: bool) -> None:
+    """The same facts as a batch, through the single-task path (ORM objects)."""
+    with database.transaction() as session:
+        for key in "ab":
+            request = request_dispatch(session, SCOPE, run_id, key, now=T0)
+            assert request is not None
+            if queued:
+                dispatch = DispatchSnapshot(
+                    request.dispatch_id,
+                    run_id,
+                    key,
+                    1,
+                    "",
+                    "",
+                    "",
+                    T0,
+                    None,
+                    0,
+                    None,
+                    0,
+                    None,
+                    None,
+                )
+                enqueued = queue_now(dispatch)
+                record_enqueues(session, SCOPE, [enqueued], now=T0, push_delivery=True)
+
+
+@pytest.mark.parametrize("queued", [False, True])
+def test_a_batch_writes_the_rows_and_events_of_one_by_one_requests(
+    database: Database, queued: bool
+) -> None:
+    """The multi-row inserts of a batch write what one request at a time writes (its outbox
+    row and DispatchRequested, and with a queue the enqueue and DispatchEnqueued), and each
+    task's events stay in order."""
+    for run_id in ("one", "batch"):
+        trigger(database, run_id, [planned("a"), planned("b")])
+    _dispatch_one_by_one(database, "one", queued=queued)
+    with database.transaction() as session:
+        refs = [("batch", "a"), ("batch", "b")]
+        request_dispatches(session, SCOPE, refs, now=T0, queue=queue_now if queued else None)
+    one_rows, one_events = _written(database, "one")
+    batch_rows, batch_events = _written(database, "batch")
+    for row in (*one_rows, *batch_rows):
+        row["dispatch_id"] = row["dispatch_id"].replace(row["run_id"], "RUN")
+        row["attempt_id"] = None  # derived from the dispatch id, so from the run id
+        row["cloud_task_id"] = row["cloud_task_id"] and "name"
+    for event in (*one_events, *batch_events):
+        event["attempt_id"] = None
+        event["idempotency_key"] = event["idempotency_key"] and "key"
+        if event["detail"]:
+            event["detail"]["dispatchId"] = "id"
+    assert _without_run(batch_rows) == _without_run(one_rows)
+    assert len(batch_rows) == 2
+    assert _without_run(batch_events) == _without_run(one_events)
+    expected = [EventKind.DISPATCH_REQUESTED] + [EventKind.DISPATCH_ENQUEUED] * queued
+    for key in "ab":
+        assert [e.kind for e in task_events(database, "batch", key)][-len(expected) :] == expected

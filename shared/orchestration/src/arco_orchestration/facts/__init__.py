@@ -12,10 +12,11 @@ apply one at a time, and always lock run before task and outbox rows (no deadloc
 that must apply once per attempt also insert a task event with a unique idempotency key, so
 a repeat is a no-op enforced by the database even across processes.
 
-Modules, bottom up: ``transitions`` (the tables), ``store`` (locks, lookups, keyed events,
-outbox rows, NOTIFY), ``snapshots`` (session-free copies of rows), ``graph`` (readiness,
-cascades, run completion), then one module per group of facts: ``trigger``, ``dispatch``,
-``attempts``, ``cancel``, ``repairs``.
+Modules, bottom up: ``keysets`` (many-key conditions with a fixed SQL text),
+``transitions`` (the tables), ``store`` (locks, lookups, keyed events, outbox rows,
+NOTIFY), ``snapshots`` (session-free copies of rows), ``graph`` (readiness, cascades, run
+completion), then one module per group of facts: ``trigger``, ``dispatch``, ``attempts``,
+``cancel``, ``repairs``.
 """
 
 from arco_orchestration.facts.attempts import (

@@ -4,9 +4,10 @@ provider is called with no transaction open)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -76,6 +77,26 @@ class DispatchSnapshot:
             delivery_state=row.delivery_state,
             delivery_attempts=row.delivery_attempts,
             lease_expires_at=row.lease_expires_at,
+            task=TaskSnapshot.of(task) if task is not None else None,
+        )
+
+    @classmethod
+    def of_values(cls, row: Mapping[str, Any], task: Task | None) -> DispatchSnapshot:
+        """:meth:`of` for a row not written yet, given by its column values."""
+        return cls(
+            dispatch_id=row["dispatch_id"],
+            run_id=row["run_id"],
+            task_key=row["task_key"],
+            attempt=row["attempt"],
+            attempt_id=row["attempt_id"],
+            worker_queue=row["worker_queue"],
+            status=row["status"],
+            created_at=row["created_at"],
+            enqueued_at=row.get("enqueued_at"),
+            redispatch_count=row["redispatch_count"],
+            delivery_state=row.get("delivery_state"),
+            delivery_attempts=row["delivery_attempts"],
+            lease_expires_at=row.get("lease_expires_at"),
             task=TaskSnapshot.of(task) if task is not None else None,
         )
 

@@ -11,13 +11,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BindParameter, Delete, Select, bindparam, delete, select, text, tuple_
+from sqlalchemy import (
+    BindParameter,
+    Delete,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from arco_envelope import DEFAULT_WORKER_QUEUE
+from arco_orchestration.facts.keysets import key_match, key_params, pair_match, pair_params
 from arco_orchestration.models import DispatchOutbox, Run, Task, TaskEvent
 from arco_orchestration.scope import Scope
 from arco_orchestration.states import OutboxStatus
@@ -58,17 +69,35 @@ def lock_runs(session: Session, scope: Scope, run_ids: Iterable[str]) -> dict[st
     wanted = sorted(set(run_ids))
     if not wanted:
         return {}
-    stmt = (
-        select(Run)
-        .where(
-            Run.run_id.in_(wanted),
-            Run.tenant_id == scope.tenant_id,
-            Run.workspace_id == scope.workspace_id,
-        )
-        .order_by(Run.run_id)
-        .with_for_update()
+    stmt = _LOCK_RUNS[session.get_bind().dialect.name]
+    params = {**key_params(wanted), **_scope_params(scope)}
+    return {run.run_id: run for run in session.scalars(stmt, params)}
+
+
+def _scope_params(scope: Scope) -> dict[str, str]:
+    return {"tenant_id": scope.tenant_id, "workspace_id": scope.workspace_id}
+
+
+# Built once per dialect, with a text that does not depend on the number of keys (keysets).
+_LOCK_RUNS = {
+    dialect: select(Run)
+    .where(
+        match,
+        Run.tenant_id == bindparam("tenant_id"),
+        Run.workspace_id == bindparam("workspace_id"),
     )
-    return {run.run_id: run for run in session.scalars(stmt)}
+    .order_by(Run.run_id)
+    .with_for_update()
+    for dialect, match in key_match(Run.run_id).items()
+}
+_GET_TASKS = {
+    dialect: select(Task).where(
+        match,
+        Task.tenant_id == bindparam("tenant_id"),
+        Task.workspace_id == bindparam("workspace_id"),
+    )
+    for dialect, match in pair_match(Task.run_id, Task.task_key).items()
+}
 
 
 def _run_with_task(*, lock: bool) -> Select[Run, Task]:
@@ -145,12 +174,11 @@ def get_tasks(
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    stmt = select(Task).where(
-        tuple_(Task.run_id, Task.task_key).in_(wanted),
-        Task.tenant_id == scope.tenant_id,
-        Task.workspace_id == scope.workspace_id,
-    )
-    return {(task.run_id, task.task_key): task for task in session.scalars(stmt)}
+    dialect = session.get_bind().dialect.name
+    params = {**pair_params(dialect, wanted), **_scope_params(scope)}
+    return {
+        (task.run_id, task.task_key): task for task in session.scalars(_GET_TASKS[dialect], params)
+    }
 
 
 _NOTIFY = text("SELECT pg_notify(:channel, :run)")
@@ -202,18 +230,55 @@ def add_event(
     rule a repeat out under the run lock: a repeat fails the transaction on the unique key
     (callbacks, which must answer a repeat, use :func:`insert_keyed_event`)."""
     event = TaskEvent(
-        **_event_fields(
-            task,
-            kind,
-            at,
-            from_state=from_state,
-            to_state=task.state,
-            detail=detail,
-            idempotency_key=idempotency_key,
+        **event_values(
+            task, kind, at, from_state=from_state, detail=detail, idempotency_key=idempotency_key
         )
     )
     session.add(event)
     return event
+
+
+def event_values(
+    task: Task,
+    kind: EventKind,
+    at: datetime,
+    *,
+    from_state: str | None = None,
+    detail: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    """The columns of the event :func:`add_event` adds, for :func:`insert_rows`."""
+    return _event_fields(
+        task,
+        kind,
+        at,
+        from_state=from_state,
+        to_state=task.state,
+        detail=detail,
+        idempotency_key=idempotency_key,
+    )
+
+
+# On the tables (see _KEYED_INSERT), built once.
+_INSERT_ROWS = {
+    DispatchOutbox: insert(cast(Table, DispatchOutbox.__table__)),
+    TaskEvent: insert(cast(Table, TaskEvent.__table__)),
+}
+
+
+def insert_rows(
+    session: Session, model: type[DispatchOutbox | TaskEvent], rows: list[dict[str, Any]]
+) -> None:
+    """Insert ``rows`` (column values, all with the same keys, as :func:`event_values` and
+    :func:`outbox_row_values` make them) in one executemany: a statement text that does
+    not depend on the number of rows (PostgreSQL prepares it), and none of the ORM's
+    per-object work. Events get their ids in list order; objects the session has pending
+    are flushed first, so the history keeps the order in which events were made."""
+    if not rows:
+        return
+    if session.new:
+        session.flush()
+    session.execute(_INSERT_ROWS[model], rows)
 
 
 def _keyed_insert(make_insert: Any) -> Any:
@@ -275,25 +340,54 @@ def new_outbox_row(
     now: datetime,
     worker_queue: str = DEFAULT_WORKER_QUEUE,
 ) -> DispatchOutbox:
-    """The PENDING outbox row of ``attempt`` of ``task``, added to the session: the one
-    place a dispatch row is made (a dispatch request, and the repair of a missing row)."""
+    """The PENDING outbox row of ``attempt`` of ``task`` (:func:`outbox_row_values`),
+    added to the session."""
     row = DispatchOutbox(
-        dispatch_id=dispatch_id,
-        tenant_id=task.tenant_id,
-        workspace_id=task.workspace_id,
-        run_id=task.run_id,
-        task_key=task.task_key,
-        attempt=attempt,
-        attempt_id=attempt_id,
-        worker_queue=worker_queue,
-        status=OutboxStatus.PENDING.value,
-        created_at=now,
-        redispatch_count=0,
-        delivery_attempts=0,
-        row_version=1,
+        **outbox_row_values(
+            task,
+            dispatch_id=dispatch_id,
+            attempt=attempt,
+            attempt_id=attempt_id,
+            now=now,
+            worker_queue=worker_queue,
+        )
     )
     session.add(row)
     return row
+
+
+def outbox_row_values(
+    task: Task,
+    *,
+    dispatch_id: str,
+    attempt: int,
+    attempt_id: str,
+    now: datetime,
+    worker_queue: str = DEFAULT_WORKER_QUEUE,
+) -> dict[str, Any]:
+    """The columns of the PENDING outbox row of ``attempt`` of ``task``: the one place a
+    dispatch row is made (a dispatch request, and the repair of a missing row). Also the
+    columns an enqueue sets (``None`` here), so that every row of a batch has the same
+    keys (:func:`insert_rows`)."""
+    return {
+        "dispatch_id": dispatch_id,
+        "tenant_id": task.tenant_id,
+        "workspace_id": task.workspace_id,
+        "run_id": task.run_id,
+        "task_key": task.task_key,
+        "attempt": attempt,
+        "attempt_id": attempt_id,
+        "worker_queue": worker_queue,
+        "status": OutboxStatus.PENDING.value,
+        "cloud_task_id": None,
+        "created_at": now,
+        "enqueued_at": None,
+        "redispatch_count": 0,
+        "delivery_state": None,
+        "delivery_attempts": 0,
+        "next_delivery_at": None,
+        "row_version": 1,
+    }
 
 
 def _drop_outbox(*, through_attempt: bool) -> Delete:
