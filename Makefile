@@ -12,7 +12,7 @@ help:
 	@echo "make up       run the whole stack locally (SQLite) and a demo run; Ctrl-C stops it"
 	@echo "make test     install everything, then lint, type-check, import contracts and tests"
 	@echo "make schemas  regenerate the envelope JSON Schemas"
-	@echo "make bench    latency, throughput, memory, callback efficiency and sweep cost figures"
+	@echo "make bench    latency, throughput, memory, callbacks, sweep, console and scale figures"
 	@echo "make bench-peers  the same workloads on Apache Airflow 3.3.2 and on ours, side by side"
 	@echo "make compose-smoke  build and verify the docker compose stack (needs root; CI runs it)"
 
