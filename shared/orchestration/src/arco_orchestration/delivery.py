@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -182,22 +182,8 @@ def claim_due_deliveries(
             )
         attempts = row.delivery_attempts + 1
         # The snapshot is of the row as leased.
-        dispatch = DispatchSnapshot(
-            dispatch_id=row.dispatch_id,
-            run_id=row.run_id,
-            task_key=row.task_key,
-            attempt=row.attempt,
-            attempt_id=row.attempt_id,
-            worker_queue=row.worker_queue,
-            status=row.status,
-            created_at=row.created_at,
-            enqueued_at=row.enqueued_at,
-            redispatch_count=row.redispatch_count,
-            delivery_state=row.delivery_state,
-            delivery_attempts=attempts,
-            lease_expires_at=expires,
-            task=task,
-        )
+        leased = {**row._mapping, "delivery_attempts": attempts, "lease_expires_at": expires}
+        dispatch = replace(DispatchSnapshot.of_values(leased, None), task=task)
         claims.append(DeliveryClaim(dispatch, token, delivery_attempt=attempts))
     leases = [
         {"claimed_id": c.dispatch.dispatch_id, "token": c.lease_token, "expires": expires}
