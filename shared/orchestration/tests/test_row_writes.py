@@ -22,6 +22,7 @@ from arco_testkit.facts import (
     dispatch,
     failed,
     finish,
+    load_run,
     load_task,
     planned,
     run_task,
@@ -96,6 +97,17 @@ def test_a_new_row_is_left_to_the_flush(database: Database) -> None:
         write_row(session, task)  # not stored yet: nothing to update
         assert task in session.new
     assert load_task(database, "run-1", "b").state == "BLOCKED"
+
+
+def test_columns_a_callback_does_not_load_load_when_read(database: Database) -> None:
+    trigger(database, "run-1", [planned("a", partition_key="p=1")])
+    finish(database, "run-1", "a", failed(message="first"), now=at(0))
+    triggered_by = load_run(database, "run-1").triggered_by
+    with database.transaction() as session:
+        run, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        assert "error_message" not in task.__dict__  # not loaded by the callback's read
+        assert task.error_message == "first"
+        assert run.triggered_by == triggered_by
 
 
 def test_a_completion_leaves_json_columns_it_clears_as_sql_null(database: Database) -> None:

@@ -30,7 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import InstanceState, LoaderCallableStatus, Session
+from sqlalchemy.orm import InstanceState, LoaderCallableStatus, Session, load_only
 from sqlalchemy.orm.exc import StaleDataError
 
 from arco_envelope import DEFAULT_WORKER_QUEUE
@@ -106,6 +106,34 @@ _GET_TASKS = {
 }
 
 
+# What a callback reads of its run and task (its guards, the attempt checks, the counters,
+# the history event and the lineage reference); the primary keys are always loaded.
+_CALLBACK_RUN_COLUMNS = (
+    Run.tenant_id,
+    Run.workspace_id,
+    Run.state,
+    Run.cancel_requested,
+    Run.tasks_total,
+    Run.tasks_completed,
+    Run.tasks_succeeded,
+    Run.tasks_failed,
+    Run.tasks_skipped,
+    Run.tasks_cancelled,
+    Run.row_version,
+)
+_CALLBACK_TASK_COLUMNS = (
+    Task.tenant_id,
+    Task.workspace_id,
+    Task.state,
+    Task.attempt,
+    Task.attempt_id,
+    Task.partition_key,
+    Task.max_attempts,
+    Task.heartbeat_timeout_sec,
+    Task.row_version,
+)
+
+
 def _run_with_task(*, lock: bool) -> Select[Run, Task]:
     tenant: BindParameter[str] = bindparam("tenant_id")
     workspace: BindParameter[str] = bindparam("workspace_id")
@@ -120,6 +148,9 @@ def _run_with_task(*, lock: bool) -> Select[Run, Task]:
             Task.tenant_id == tenant,
             Task.workspace_id == workspace,
         )
+        # Only the columns the callbacks read: every column costs the driver and the ORM at
+        # each load, and most are only ever written here. Any other loads when first read.
+        .options(load_only(*_CALLBACK_RUN_COLUMNS), load_only(*_CALLBACK_TASK_COLUMNS))
     )
     return stmt.with_for_update(of=[Run, Task]) if lock else stmt
 
