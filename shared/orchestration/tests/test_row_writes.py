@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 from arco_envelope import TaskCompletedRequest, callback_task_id
 from arco_orchestration import callbacks, facts
 from arco_orchestration.db import Database
-from arco_orchestration.facts.store import write_row
+from arco_orchestration.facts.store import drop_outbox, new_outbox_row, write_row
 from arco_orchestration.facts.transitions import TaskTransition, transition
 from arco_orchestration.models import Run, Task
 from arco_testkit.clock import at
@@ -24,6 +24,7 @@ from arco_testkit.facts import (
     finish,
     load_run,
     load_task,
+    outbox_rows,
     planned,
     run_task,
     trigger,
@@ -137,3 +138,12 @@ def test_a_completion_leaves_json_columns_it_clears_as_sql_null(database: Databa
     # Never set (a) or cleared (b): SQL NULL either way, read back as None.
     assert [tuple(row) for row in rows] == [("a", True, True), ("b", True, True)]
     assert load_task(database, "run-1", "b").error is None
+
+
+def test_dropping_the_outbox_sends_pending_outbox_rows_first(database: Database) -> None:
+    trigger(database, "run-1", [planned("a")])
+    with database.transaction() as session:
+        _, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        new_outbox_row(session, task, dispatch_id="d-1", attempt=1, attempt_id="x", now=at(0))
+        drop_outbox(session, task)
+    assert outbox_rows(database, "run-1") == []

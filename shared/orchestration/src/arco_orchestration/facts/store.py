@@ -363,8 +363,11 @@ def insert_keyed_event(
         detail=detail,
         idempotency_key=idempotency_key,
     )
-    stmt = _KEYED_INSERT[session.get_bind().dialect.name]
-    return session.execute(stmt, fields).first() is not None
+    connection = session.connection()
+    # On the connection: the session's execute adds its own steps (autoflush included) to
+    # each statement, and this one needs none of them after the flush of new rows above.
+    stmt = _KEYED_INSERT[connection.dialect.name]
+    return connection.execute(stmt, fields).first() is not None
 
 
 def new_outbox_row(
@@ -428,15 +431,16 @@ def outbox_row_values(
 
 
 def _drop_outbox(*, through_attempt: bool) -> Delete:
-    stmt = delete(DispatchOutbox).where(
-        DispatchOutbox.run_id == bindparam("run_id"),
-        DispatchOutbox.task_key == bindparam("task_key"),
+    # On the table, not the mapped class: no ORM bulk-delete machinery, and no session
+    # synchronisation (every caller is done with the task's outbox rows by now).
+    table = cast(Table, DispatchOutbox.__table__)
+    stmt = delete(table).where(
+        table.c.run_id == bindparam("run_id"),
+        table.c.task_key == bindparam("task_key"),
     )
     if through_attempt:
-        stmt = stmt.where(DispatchOutbox.attempt <= bindparam("through_attempt"))
-    # No session synchronisation: every caller is done with the task's outbox rows by now,
-    # and evaluating the criteria against the session's objects cost more than the DELETE.
-    return stmt.execution_options(synchronize_session=False)
+        stmt = stmt.where(table.c.attempt <= bindparam("through_attempt"))
+    return stmt
 
 
 _DROP_OUTBOX = {through: _drop_outbox(through_attempt=through) for through in (False, True)}
@@ -448,7 +452,11 @@ def drop_outbox(session: Session, task: Task, *, through_attempt: int | None = N
     params: dict[str, Any] = {"run_id": task.run_id, "task_key": task.task_key}
     if through_attempt is not None:
         params["through_attempt"] = through_attempt
-    session.execute(_DROP_OUTBOX[through_attempt is not None], params)
+    if session.autoflush:
+        # What the session's execute would do first: a pending outbox row, or a change to
+        # one, reaches the database before the DELETE (nothing to send after write_row).
+        session.flush()
+    session.connection().execute(_DROP_OUTBOX[through_attempt is not None], params)
 
 
 def lock_outbox_row(session: Session, scope: Scope, dispatch_id: str) -> DispatchOutbox | None:
