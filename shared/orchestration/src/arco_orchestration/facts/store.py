@@ -320,12 +320,15 @@ def insert_rows(
 
 def _keyed_insert(make_insert: Any) -> Any:
     table = TaskEvent.__table__
+    # inline(): no RETURNING of the new id either (nothing reads it), so no result set; the
+    # count of inserted rows (kept for an INSERT only on request) tells a conflict apart.
     return (
         make_insert(table)
+        .inline()
         .on_conflict_do_nothing(
             index_elements=[table.c.tenant_id, table.c.workspace_id, table.c.idempotency_key]
         )
-        .returning(table.c.id)
+        .execution_options(preserve_rowcount=True)
     )
 
 
@@ -367,7 +370,7 @@ def insert_keyed_event(
     # On the connection: the session's execute adds its own steps (autoflush included) to
     # each statement, and this one needs none of them after the flush of new rows above.
     stmt = _KEYED_INSERT[connection.dialect.name]
-    return connection.execute(stmt, fields).first() is not None
+    return bool(getattr(connection.execute(stmt, fields), "rowcount", 0) == 1)
 
 
 def new_outbox_row(
