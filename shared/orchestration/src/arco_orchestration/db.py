@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, QueuePool, create_engine, event
+from sqlalchemy import Engine, QueuePool, create_engine, event, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,8 +54,11 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
-    """Create the engine for ``url`` (default: ``ARCO_DATABASE_URL`` or embedded SQLite)."""
+def make_engine(
+    url: str | None = None, *, application_name: str | None = None, **kwargs: Any
+) -> Engine:
+    """Create the engine for ``url`` (default: ``ARCO_DATABASE_URL`` or embedded SQLite);
+    on PostgreSQL its connections carry ``application_name`` (a service's name)."""
     url = normalise_url(url or database_url_from_env())
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
@@ -68,6 +71,9 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    if application_name and "application_name" not in make_url(url).query:
+        # pg_stat_activity then says which service holds a connection (a URL's own wins).
+        kwargs.setdefault("connect_args", {}).setdefault("application_name", application_name)
     engine = create_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         _check_out_live_connections(engine)
@@ -107,8 +113,8 @@ class Database:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def from_url(cls, url: str | None = None) -> Database:
-        return cls(make_engine(url))
+    def from_url(cls, url: str | None = None, *, application_name: str | None = None) -> Database:
+        return cls(make_engine(url, application_name=application_name))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
