@@ -162,7 +162,7 @@ def _insert_separately(
     now: datetime,
 ) -> None:
     """The run, then its tasks and edges, as plain parameter sets a chunk at a time (SQLite,
-    which has no INSERT inside WITH)."""
+    which has no INSERT inside WITH, and runs larger than a chunk)."""
     run_id = str(run_row["run_id"])
     session.execute(_RUN, run_row)
     # Not as ORM objects: a run of 10,000 tasks held every task and edge object (and their
@@ -326,7 +326,9 @@ def trigger_run(
         session.execute(_RUN, run_row)
         return
     notify = any(not planned.depends_on for planned in tasks)
-    if session.get_bind().dialect.name == "postgresql":
+    # A run of more tasks than a chunk goes in chunk by chunk, as on SQLite: its rows never
+    # all sit in the API's memory at once.
+    if session.get_bind().dialect.name == "postgresql" and len(tasks) <= INSERT_CHUNK:
         _insert_at_once(session, scope, run_row, tasks, now, notify=notify)
         return
     _insert_separately(session, scope, run_row, tasks, now)
