@@ -132,6 +132,10 @@ def test_a_run_reaches_the_worker_through_the_http_push_queue(
     assert "authorization" not in request.headers
     assert outbox_by_dispatch_id(database)[0].delivery_state == DeliveryState.DELIVERED
     assert 'arco_dispatcher_deliveries_total{outcome="delivered"} 1.0' in metrics
+    # The task is still DISPATCHED: the worker holds its attempt; no 429, no capacity learned.
+    assert "arco_dispatcher_attempts_held 1.0" in metrics
+    assert "arco_dispatcher_deliveries_in_flight 0.0" in metrics
+    assert "arco_dispatcher_delivery_limit 64.0" in metrics
 
 
 def test_run_requires_the_run_token_in_constant_time(database: Database, clock: FakeClock) -> None:

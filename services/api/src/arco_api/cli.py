@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for warning in settings.warnings():
         print(f"arco-api: warning (accepted only in the dev posture): {warning}", file=sys.stderr)
-    db = Database.from_url(settings.database_url or None)
+    db = Database.from_url(settings.database_url or None, application_name="arco-api")
     try:
         require_current_schema(db.engine)
     except SchemaNotCurrent as exc:

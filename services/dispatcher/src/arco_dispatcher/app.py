@@ -74,6 +74,9 @@ def build_dispatcher(
             clock=clock,
             observe=observe,
         )
+        metrics.deliveries_in_flight.set_function(lambda: pump.in_flight if pump else 0)
+        metrics.attempts_held.set_function(lambda: pump.held if pump else 0)
+        metrics.delivery_limit.set_function(lambda: pump.limit if pump else 0)
     cycle = DispatchCycle(
         db, settings.scope, make_sender(settings, db, provider), clock=clock, metrics=metrics
     )

@@ -24,24 +24,34 @@ changes nothing. A renewal that fails (database down) is logged and tried again 
 next interval; it never stops the pump.
 
 Backpressure. A worker that is full answers 429 (its ``Retry-After`` says when to try
-again). That answer is about the worker, not about the row, so:
+again). That answer is about the worker, not about the row: the row is queued again
+without spending one of its ``ARCO_FLOW_DELIVERY_MAX_ATTEMPTS`` (a worker that stays busy
+for good is still bounded by the sweeper's re-dispatch limit), and the pump learns how
+many tasks the worker takes.
 
-- the row is queued again after ``Retry-After`` (``ARCO_FLOW_DELIVERY_BACKOFF_MIN_MS``
-  when absent) without spending one of its ``ARCO_FLOW_DELIVERY_MAX_ATTEMPTS``; a worker
-  that stays busy for good is still bounded by the sweeper's re-dispatch limit;
-- the pump slows down (AIMD, as TCP and queue consumers do): each 429 halves its limit of
-  deliveries in flight (down to one) and pauses claiming until the worker's
-  ``Retry-After`` (at most :data:`MAX_BUSY_PAUSE`); each 2xx raises the limit by one, up
-  to ``ARCO_FLOW_DISPATCH_CONCURRENCY``.
+The reference worker (and upstream's) answers 202 at once and keeps a handler slot until
+the task's attempt ends, so the pump's in-flight requests say nothing about the worker's
+load. The pump therefore also counts the attempts it delivered that may still hold a slot
+(*held*: the task is still on that attempt and DISPATCHED or RUNNING, which only the
+database knows), and after a 429 it keeps in flight plus held within a learned *capacity*,
+as TCP and queue consumers do:
 
-The pause is what matters with the reference worker: it answers 202 at once and keeps
-its slot until the handler ends, so the pump's own in-flight count says nothing about
-the worker's load, and a limit alone would still let the pump probe it in a tight loop.
-After a pause the pump starts small and doubles per round trip, so a burst into a full
-worker costs a few 429s instead of one per free pump slot. Other failures (5xx, timeouts)
-leave the limit alone: they are the row's backoff, as before. One pump sees one target;
-with several worker replicas behind it, one busy replica slows the pump for all of them
-(the safe side).
+- a 429 while the pump holds attempts: the capacity becomes the number held (re-read from
+  the database first) and the row is due again at once; the pump delivers it as soon as
+  one of its held attempts ends (it re-reads them, about every :data:`MIN_HELD_CHECK` at
+  first, less often while none ends);
+- a 429 while it holds none (the worker is full with others' work): the row waits the
+  worker's ``Retry-After`` (``ARCO_FLOW_DELIVERY_BACKOFF_MIN_MS`` when absent) and the pump
+  stops claiming for that long (at most :data:`MAX_BUSY_PAUSE`), then starts again at a
+  capacity of one that grows by one per 2xx, up to the last known capacity;
+- while the capacity holds the pump back, it grows by one each :data:`PROBE_EVERY`, so the
+  pump finds slots that were added (more replicas) or freed without the database knowing
+  (a worker that lost its tasks: their attempts stay DISPATCHED until the sweeper acts).
+
+Before this, a 429 paused the pump for the whole ``Retry-After`` (one second at least), so
+a worker with four slots ran at most four short tasks a second. Other failures (5xx,
+timeouts) leave the capacity alone: they are the row's backoff. One pump sees one target;
+with several worker replicas behind it, the capacity is theirs together.
 
 This is the home-made part of the stack's dispatch. On GCP the ``cloudtasks`` provider
 replaces it: Cloud Tasks then owns delivery, retries, rate limits and deadlines, and the
@@ -72,10 +82,12 @@ from arco_dispatch.message import EnvelopeFactory, MissingTaskRow, envelope_body
 from arco_dispatch.settings import FlowSettings
 from arco_orchestration.db import Database
 from arco_orchestration.delivery import (
+    AttemptRef,
     Delivered,
     DeliveryClaim,
     claim_due_deliveries,
     next_delivery_due,
+    open_attempts,
     record_delivered,
     record_deliveries,
     record_delivery_failure,
@@ -97,6 +109,12 @@ MIN_LEASE = timedelta(seconds=5)
 # Longest claiming pause after a 429: the refused row honours a longer Retry-After, but
 # the pump probes the worker again with one delivery at least this often.
 MAX_BUSY_PAUSE = timedelta(seconds=30)
+# How soon a pump held back by its capacity first re-reads whether its held attempts ended
+# (the wait doubles, up to the poll interval, while none does): a short task frees its slot
+# a few milliseconds after it starts.
+MIN_HELD_CHECK = timedelta(milliseconds=10)
+# While the capacity holds the pump back, it grows by one this often (module doc).
+PROBE_EVERY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -202,9 +220,16 @@ class DeliveryPump:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
-        # Backpressure (module doc): the adaptive in-flight limit, and no claims before
-        # _busy_until (set by a 429).
-        self._limit = policy.concurrency
+        # Backpressure (module doc): attempts delivered that may still hold a worker slot,
+        # the capacity learned from 429s (None: no 429 yet), the capacity to grow back to
+        # one per 2xx after a pause, and no claims before _busy_until (a 429, none held).
+        self._held: set[AttemptRef] = set()
+        self._unanswered = 0  # deliveries in flight still waiting for the worker's answer
+        self._checking: asyncio.Future[int] | None = None
+        self._capacity: int | None = None
+        self._regrow_to = 0
+        self._probe_at: datetime | None = None
+        self._held_check = MIN_HELD_CHECK
         self._busy_until: datetime | None = None
         # Whether due rows may be left unclaimed: the last pass had no room for all of them.
         self._backlog = True
@@ -216,8 +241,14 @@ class DeliveryPump:
 
     @property
     def limit(self) -> int:
-        """Deliveries allowed in flight now: the concurrency, narrowed after 429s."""
-        return self._limit
+        """Deliveries allowed outstanding now (in flight plus held): the capacity learned
+        from 429s, else the concurrency."""
+        return self.policy.concurrency if self._capacity is None else self._capacity
+
+    @property
+    def held(self) -> int:
+        """Delivered attempts that may still hold a worker slot (as last read)."""
+        return len(self._held)
 
     @property
     def busy_until(self) -> datetime | None:
@@ -254,7 +285,7 @@ class DeliveryPump:
     async def fill(self) -> int:
         """Claim due rows for every free slot and start delivering them; returns how many."""
         self._loop = asyncio.get_running_loop()
-        free = self._limit - len(self._in_flight)
+        free = self._free()
         if free <= 0 or self._closing or self._paused():
             self._backlog = True  # rows may be waiting for a slot or for the pause to end
             return 0
@@ -262,6 +293,7 @@ class DeliveryPump:
         # Every free slot taken: more rows may be due.
         self._backlog = len(claims) >= free
         for claim in claims:
+            self._unanswered += 1
             task = asyncio.create_task(self._deliver(claim))
             self._in_flight[task] = claim
             task.add_done_callback(self._finished)
@@ -299,15 +331,15 @@ class DeliveryPump:
 
     def _finished(self, task: asyncio.Task[DeliveryOutcome]) -> None:
         self._in_flight.pop(task, None)
+        delivered = (
+            not task.cancelled()
+            and task.exception() is None
+            and task.result() is DeliveryOutcome.DELIVERED
+        )
         # A freed slot is worth a pass only when rows may be waiting for one; a delivery
         # that did not succeed has changed when its row is due (or the pump's pace).
         # Otherwise a pass would find nothing and cost two transactions per delivery.
-        if (
-            self._backlog
-            or task.cancelled()
-            or task.exception() is not None
-            or task.result() is not DeliveryOutcome.DELIVERED
-        ):
+        if self._backlog or not delivered:
             self._wake.set()
 
     async def _renew_periodically(self) -> None:
@@ -318,23 +350,76 @@ class DeliveryPump:
                 await self.renew()
             except Exception:  # logged; the lease outlives two failed renewals
                 log.exception("lease_renewal_failed", in_flight=len(self._in_flight))
+            try:  # forget ended attempts even while the capacity does not hold the pump back
+                await self.release_ended()
+            except Exception:  # logged; tried again at the next interval
+                log.exception("held_check_failed", held=len(self._held))
 
     def _paused(self) -> bool:
         return self._busy_until is not None and self._clock() < self._busy_until
 
-    def _adapt(self, answer: _Answer) -> None:
-        """AIMD on the in-flight limit, and the claiming pause after a 429."""
+    async def release_ended(self) -> int:
+        """Re-read which held attempts may still hold a worker slot; returns how many
+        ended since the last read. Callers that ask while a read is under way share it
+        (a burst of 429s makes one query, not one each)."""
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.ensure_future(self._release_ended())
+        return await asyncio.shield(self._checking)
+
+    async def _release_ended(self) -> int:
+        if not self._held:
+            return 0
+        held = set(self._held)
+        still_open = await asyncio.to_thread(self._open_attempts, held)
+        ended = held - still_open
+        self._held -= ended
+        return len(ended)
+
+    def _free(self) -> int:
+        """Deliveries that may start now: within the concurrency, and within the capacity
+        once a 429 taught one (which grows by one per :data:`PROBE_EVERY` while it holds
+        the pump back)."""
+        free = self.policy.concurrency - len(self._in_flight)
+        if self._capacity is None:
+            return free
+        outstanding = self._unanswered + len(self._held)
+        now = self._clock()
+        if outstanding >= self._capacity and self._probe_at is not None and now >= self._probe_at:
+            self._capacity += 1
+            self._probe_at = now + PROBE_EVERY
+        return min(free, self._capacity - outstanding)
+
+    def _capacity_bound(self) -> bool:
+        return self._capacity is not None and self._free() <= 0 < len(self._held)
+
+    async def _adapt(self, answer: _Answer) -> timedelta | None:
+        """Learn from the worker's answer (module doc); for a 429, returns how long the
+        refused row waits."""
         if answer.status == HTTPStatus.TOO_MANY_REQUESTS:
-            self._limit = max(1, self._limit // 2)
-            pause = min(self._busy_pause(answer), MAX_BUSY_PAUSE)
-            until = self._clock() + pause
+            await self.release_ended()
+            now = self._clock()
+            self._probe_at = now + PROBE_EVERY
+            if self._held:
+                # Full with our own attempts: deliver again as soon as one of them ends.
+                self._capacity = self._regrow_to = len(self._held)
+                return timedelta(0)
+            self._regrow_to = max(self._regrow_to, self._capacity or self.policy.concurrency)
+            self._capacity = 1
+            pause = (
+                answer.retry_after if answer.retry_after is not None else self.policy.backoff_min
+            )
+            until = now + min(pause, MAX_BUSY_PAUSE)
             if self._busy_until is None or until > self._busy_until:
                 self._busy_until = until
-        elif answer.status is not None and 200 <= answer.status < 300:
-            self._limit = min(self.policy.concurrency, self._limit + 1)
-
-    def _busy_pause(self, answer: _Answer) -> timedelta:
-        return answer.retry_after if answer.retry_after is not None else self.policy.backoff_min
+            return pause
+        if (
+            answer.status is not None
+            and 200 <= answer.status < 300
+            and self._capacity is not None
+            and self._capacity < self._regrow_to
+        ):
+            self._capacity += 1
+        return None
 
     async def _idle(self) -> None:
         timeout = self.policy.poll.total_seconds()
@@ -342,7 +427,16 @@ class DeliveryPump:
             # Nothing may be claimed before the pause ends: no need to look for due rows.
             until_resume = (self._busy_until - self._clock()).total_seconds()
             timeout = min(timeout, max(until_resume, MIN_IDLE_WAIT_SECS))
-        elif len(self._in_flight) < self._limit:
+        elif self._backlog and self._capacity_bound():
+            # Rows wait for a worker slot, and ours free up when held attempts end, which
+            # only the database tells: look again soon, then less often while none ends.
+            woken = await wait_event(self._wake, self._held_check.total_seconds())
+            if await self.release_ended():
+                self._held_check = MIN_HELD_CHECK
+            elif not woken:
+                self._held_check = min(self._held_check * 2, self.policy.poll)
+            return
+        elif len(self._in_flight) < self.limit:
             due = await asyncio.to_thread(self._next_due)
             if due is not None:
                 until_due = (due - self._clock()).total_seconds()
@@ -366,6 +460,10 @@ class DeliveryPump:
                 session, self._scope, claims, now=self._clock(), lease=self.policy.lease
             )
 
+    def _open_attempts(self, attempts: set[AttemptRef]) -> set[AttemptRef]:
+        with self._db.transaction() as session:
+            return open_attempts(session, self._scope, attempts)
+
     def _next_due(self) -> datetime | None:
         with self._db.transaction() as session:
             return next_delivery_due(session, self._scope)
@@ -377,12 +475,17 @@ class DeliveryPump:
             await asyncio.to_thread(self._release, claim)
             self._report(DeliveryOutcome.RELEASED, claim, None)
             raise
-        self._adapt(answer)
+        finally:
+            self._unanswered -= 1
+        if answer.status is not None and 200 <= answer.status < 300:
+            dispatch = claim.dispatch
+            self._held.add((dispatch.run_id, dispatch.task_key, dispatch.attempt))
+        busy_wait = await self._adapt(answer)
         if answer.status is not None and 200 <= answer.status < 300:
             await self._record_delivered(Delivered(claim, answer.status))
             outcome = DeliveryOutcome.DELIVERED
         else:
-            outcome = await asyncio.to_thread(self._record, claim, answer)
+            outcome = await asyncio.to_thread(self._record, claim, answer, busy_wait)
         self._report(outcome, claim, answer)
         return outcome
 
@@ -478,7 +581,9 @@ class DeliveryPump:
             )
         return self._session
 
-    def _record(self, claim: DeliveryClaim, answer: _Answer) -> DeliveryOutcome:
+    def _record(
+        self, claim: DeliveryClaim, answer: _Answer, busy_wait: timedelta | None = None
+    ) -> DeliveryOutcome:
         now = self._clock()
         with self._db.transaction() as session:
             if answer.status is not None and 200 <= answer.status < 300:
@@ -493,7 +598,7 @@ class DeliveryPump:
                     claim,
                     status=answer.status,
                     error=answer.error or "worker busy",
-                    retry_at=now + self._busy_pause(answer),
+                    retry_at=now + (busy_wait or timedelta(0)),
                     counted=False,
                 )
                 return DeliveryOutcome.BUSY if held else DeliveryOutcome.SUPERSEDED

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from arco_dispatch.metrics import ServiceMetrics
 
@@ -36,5 +36,22 @@ class DispatcherMetrics(ServiceMetrics):
             "arco_dispatcher_delivery_latency_seconds",
             "From enqueue to the worker's 2xx (http provider)",
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        # Read from the pump at each scrape (http provider; 0 without it).
+        self.deliveries_in_flight = Gauge(
+            "arco_dispatcher_deliveries_in_flight",
+            "Push deliveries waiting for the worker's answer",
+            registry=self.registry,
+        )
+        self.attempts_held = Gauge(
+            "arco_dispatcher_attempts_held",
+            "Attempts the worker accepted that may still hold one of its slots (as last read)",
+            registry=self.registry,
+        )
+        self.delivery_limit = Gauge(
+            "arco_dispatcher_delivery_limit",
+            "Deliveries allowed outstanding (in flight plus held): the worker capacity learned "
+            "from 429s, else ARCO_FLOW_DISPATCH_CONCURRENCY",
             registry=self.registry,
         )

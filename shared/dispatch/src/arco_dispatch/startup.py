@@ -72,7 +72,7 @@ def prepare(program: str, settings_cls: type[S]) -> tuple[S, Database] | None:
         return None
     for warning in settings.warnings():
         print(f"{program}: warning (accepted only in the dev posture): {warning}", file=sys.stderr)
-    db = Database.from_url(settings.database_url or None)
+    db = Database.from_url(settings.database_url or None, application_name=program)
     if problem := schema_problem(db.engine):
         _refuse(program, [problem])
         db.dispose()

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, QueuePool, create_engine, event
+from sqlalchemy import Engine, QueuePool, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_DATA_DIR = Path(".arco")
@@ -52,8 +52,11 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
-    """Create the engine for ``url`` (default: ``ARCO_DATABASE_URL`` or embedded SQLite)."""
+def make_engine(
+    url: str | None = None, *, application_name: str | None = None, **kwargs: Any
+) -> Engine:
+    """Create the engine for ``url`` (default: ``ARCO_DATABASE_URL`` or embedded SQLite);
+    on PostgreSQL its connections carry ``application_name`` (a service's name)."""
     url = normalise_url(url or database_url_from_env())
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
@@ -67,6 +70,9 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    if application_name and "application_name" not in make_url(url).query:
+        # pg_stat_activity then says which service holds a connection (a URL's own wins).
+        kwargs.setdefault("connect_args", {}).setdefault("application_name", application_name)
     return create_engine(url, **kwargs)
 
 
@@ -82,8 +88,8 @@ class Database:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def from_url(cls, url: str | None = None) -> Database:
-        return cls(make_engine(url))
+    def from_url(cls, url: str | None = None, *, application_name: str | None = None) -> Database:
+        return cls(make_engine(url, application_name=application_name))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

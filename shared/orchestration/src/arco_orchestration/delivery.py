@@ -21,7 +21,7 @@ A delivery that reaches the worker removes nothing here: the row goes away when 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import cast
@@ -29,6 +29,7 @@ from typing import cast
 from sqlalchemy import ColumnElement, Integer, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from arco_orchestration.facts.keysets import DIALECTS, pair_match, pair_params
 from arco_orchestration.facts.snapshots import DispatchSnapshot, TaskSnapshot
 from arco_orchestration.facts.store import (
     EventKind,
@@ -40,7 +41,7 @@ from arco_orchestration.facts.store import (
 )
 from arco_orchestration.models import DispatchOutbox, Task
 from arco_orchestration.scope import Scope
-from arco_orchestration.states import DeliveryState, OutboxStatus
+from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
 
 LEASE_OWNER_MAX = 128
 ERROR_TEXT_MAX = 500
@@ -417,3 +418,41 @@ def release_claim(session: Session, scope: Scope, claim: DeliveryClaim, *, now: 
             "delivery_attempts": DispatchOutbox.delivery_attempts - 1,
         },
     )
+
+
+# An attempt a worker accepted holds one of its slots until the worker is done with it: while
+# the task is on that attempt and DISPATCHED (accepted, /started not yet in) or RUNNING.
+_HOLDING_STATES = (TaskState.DISPATCHED.value, TaskState.RUNNING.value)
+_OPEN_ATTEMPTS = {
+    dialect: select(Task.run_id, Task.task_key, Task.attempt).where(
+        pair_match(Task.run_id, Task.task_key)[dialect],
+        Task.state.in_(_HOLDING_STATES),
+        Task.tenant_id == bindparam("tenant"),
+        Task.workspace_id == bindparam("workspace"),
+    )
+    for dialect in DIALECTS
+}
+
+AttemptRef = tuple[str, str, int]
+"""``(run_id, task_key, attempt)`` of one task attempt."""
+
+
+def open_attempts(
+    session: Session, scope: Scope, attempts: Collection[AttemptRef]
+) -> set[AttemptRef]:
+    """Of these delivered attempts, the ones a worker may still be running: their task is
+    still on that attempt and DISPATCHED or RUNNING. An attempt that finished, was retried,
+    reaped or cancelled is left out (its worker slot is free, or the sweeper's)."""
+    if not attempts:
+        return set()
+    dialect = session.get_bind().dialect.name
+    pairs = sorted({(run_id, task_key) for run_id, task_key, _ in attempts})
+    params = {
+        **pair_params(dialect, pairs),
+        "tenant": scope.tenant_id,
+        "workspace": scope.workspace_id,
+    }
+    found = {
+        (r.run_id, r.task_key, r.attempt) for r in session.execute(_OPEN_ATTEMPTS[dialect], params)
+    }
+    return found & set(attempts)
