@@ -2,6 +2,10 @@
 
 Each route parses and authorises, calls one use case of :mod:`arco_orchestration.usecases`
 in a worker thread, and answers through the response model that documents the body.
+
+A trigger starts every run, so ``POST …/runs`` is served by :func:`trigger_fast` ahead of
+FastAPI's router (:class:`~arco_api.fast_path.FastPath`); the route below stays declared for
+the OpenAPI document and shares everything after the dependencies with it.
 """
 
 from __future__ import annotations
