@@ -28,6 +28,7 @@ from services.api.tests.api_test_support import (
     user_token,
 )
 
+from arco_api import auth
 from arco_envelope.tokens import TaskTokenConfig
 from arco_testkit.values import TASK_AUDIENCE, TASK_ISSUER, TENANT, WORKSPACE
 
@@ -254,6 +255,42 @@ def test_user_jwt_rejections(client: TestClient, token: Callable[[], str], messa
         client.get(RUNS_PATH, headers={"Authorization": f"bearer {user_token()}"}).status_code
         == 401
     )
+
+
+def test_a_verified_token_is_refused_once_it_expires(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token verified once is remembered, but its `exp` still holds on every request,
+    with PyJWT's leeway and message."""
+    exp = int(datetime.now(UTC).timestamp()) + 30
+    headers = bearer(forge(user_claims(exp=exp), key=USER_JWT_SECRET))
+    assert client.get(RUNS_PATH, headers=headers).status_code == 200
+    assert client.get(RUNS_PATH, headers=headers).status_code == 200
+    monkeypatch.setattr("arco_api.auth.time.time", lambda: exp + auth.LEEWAY_SECS - 1)
+    assert client.get(RUNS_PATH, headers=headers).status_code == 200
+    # (Only the remembered token's check reads this clock; PyJWT reads its own.)
+    monkeypatch.setattr("arco_api.auth.time.time", lambda: exp + auth.LEEWAY_SECS)
+    response = client.get(RUNS_PATH, headers=headers)
+    assert response.status_code == 401
+    body = response.json()
+    assert (body["code"], body["message"]) == (
+        "UNAUTHORIZED",
+        "invalid token: ExpiredSignatureError",
+    )
+
+
+def test_remembered_tokens_are_bounded(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth, "VERIFIED_TOKENS", 2)
+    users = client.app.state.arco.users  # type: ignore[attr-defined]
+    tokens = [forge(user_claims(sub=f"user-{index}"), key=USER_JWT_SECRET) for index in range(3)]
+    for token in [*tokens, tokens[0]]:
+        assert client.get(RUNS_PATH, headers=bearer(token)).status_code == 200
+        assert len(users._verified) <= 2
+    assert [users.principal_of_token(token).user_id for token in tokens] == [
+        "user-0",
+        "user-1",
+        "user-2",
+    ]
 
 
 def test_user_ids_must_be_storage_ids(client: TestClient) -> None:

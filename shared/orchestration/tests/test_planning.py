@@ -802,6 +802,7 @@ def test_fingerprint_ignores_selection_order_spelling_and_duplicates() -> None:
     assert (
         plan_trigger(GRAPH, first).request_fingerprint
         == plan_trigger(GRAPH, second).request_fingerprint
+        == run_request_fingerprint(second, None)
     )
 
 

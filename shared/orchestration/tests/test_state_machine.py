@@ -8,11 +8,13 @@ import warnings
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SADeprecationWarning
 
 from arco_orchestration import facts
 from arco_orchestration.db import Database
 from arco_orchestration.facts import trigger as trigger_facts
+from arco_orchestration.models import Run, Task, TaskDependency
 from arco_orchestration.states import (
     CANCELLABLE_TASK_STATES,
     TERMINAL_TASK_STATES,
@@ -351,6 +353,52 @@ def test_trigger_writes_a_run_larger_than_one_insert_chunk(
     for n in range(8):
         finish(database, "run-1", f"t{n}", succeeded(), now=at(3 + n))
     assert load_run(database, "run-1").state == RunState.SUCCEEDED
+
+
+Rows = tuple[dict[str, object], list[dict[str, object]], list[dict[str, object]]]
+
+
+def _rows(database: Database, run_id: str) -> Rows:
+    """Every column of a run, its tasks and its edges, but the run and plan ids."""
+    with database.transaction() as session:
+        run = session.get(Run, run_id)
+        tasks = session.scalars(select(Task).where(Task.run_id == run_id)).all()
+        edges = session.scalars(select(TaskDependency).where(TaskDependency.run_id == run_id)).all()
+
+        def columns(row: object) -> dict[str, object]:
+            table = type(row).__table__  # type: ignore[attr-defined]
+            return {
+                c.name: getattr(row, c.name)
+                for c in table.columns
+                if c.name not in ("run_id", "plan_id")
+            }
+
+        return (
+            columns(run),
+            sorted((columns(task) for task in tasks), key=str),
+            sorted((columns(edge) for edge in edges), key=str),
+        )
+
+
+def test_a_run_in_one_statement_writes_the_rows_chunks_write(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a run of one chunk or less goes in as one statement, a larger one
+    chunk by chunk: both write the same rows (on SQLite both are chunked)."""
+    tasks = [
+        planned("a", partition_key="d=d:2024-01-15"),
+        planned("b", "a", max_attempts=5, heartbeat_timeout_sec=60),
+        planned("c", "a", "b", requires_visible_output=False),
+        planned("d"),
+    ]
+    labels = {"k": "v", "arco.parent_run_id": "p-1"}
+    trigger(database, "whole", tasks, now=at(2), labels=labels, rerun_reason="r")
+    monkeypatch.setattr(trigger_facts, "INSERT_CHUNK", 3)
+    trigger(database, "chunked", tasks, now=at(2), labels=labels, rerun_reason="r")
+    whole = _rows(database, "whole")
+    assert whole == _rows(database, "chunked")
+    assert len(whole[1]) == 4
+    assert len(whole[2]) == 3
 
 
 # --- readiness (T2) -------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from arco_api import (
 from arco_api.auth import UserAuthenticator
 from arco_api.context import ApiContext, utc_now
 from arco_api.errors import ApiError
+from arco_api.fast_path import FastPath
 from arco_api.http_io import MAX_JSON_DEPTH
 from arco_api.metrics import ApiMetrics
 from arco_api.middleware import RequestContextMiddleware
@@ -97,7 +98,15 @@ def create_app(
         metrics=metrics,
         clock=clock,
     )
-    # Innermost first: the callback fast path runs inside the request context.
+    # Innermost first: the fast paths run inside the request context; a trigger's goes
+    # innermost, so callbacks (the more frequent) meet only their own.
+    app.add_middleware(
+        FastPath,
+        api=app,
+        method="POST",
+        route=run_routes.TRIGGER_ROUTE,
+        endpoint=run_routes.trigger_fast,
+    )
     app.add_middleware(callback_routes.CallbackFastPath, api=app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     # The router tries routes in this order and stops at the first full match, so the routes

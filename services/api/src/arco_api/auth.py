@@ -4,7 +4,9 @@ debug headers in the dev posture. Task tokens are never accepted here."""
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
+from typing import cast
 
 import jwt
 from fastapi import Request
@@ -13,6 +15,9 @@ from arco_api.errors import ApiError, unauthorized
 from arco_api.settings import ApiSettings
 
 _STORAGE_ID = re.compile(r"^[a-z0-9_-]+$")
+# Seconds of clock skew allowed on exp, nbf and iat (PyJWT's leeway).
+LEEWAY_SECS = 60
+VERIFIED_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,13 @@ class UserAuthenticator:
     def __init__(self, settings: ApiSettings) -> None:
         self._settings = settings
         self._public_key = settings.jwt_public_key()
+        # Principals of tokens that passed every check, with their ``exp``; bounded, oldest
+        # first out. Verifying the signature and claims again cost more CPU than the rest of
+        # a trigger's route, and a client sends the same token on every request. Of the
+        # checks, only ``exp`` can fail later for the same token and settings (``nbf`` and
+        # ``iat`` only reject tokens from the future), so a hit checks ``exp`` alone. Only
+        # tokens that verified are kept, so only the signer can fill it.
+        self._verified: dict[str, tuple[Principal, int]] = {}
 
     def authenticate(self, request: Request) -> Principal:
         settings = self._settings
@@ -56,6 +68,21 @@ class UserAuthenticator:
 
     def principal_of_token(self, token: str) -> Principal:
         """The principal of a user JWT alone (never the debug headers); 401 otherwise."""
+        verified = self._verified.get(token)
+        if verified is not None:
+            principal, expires = verified
+            # PyJWT's own test and message for an expired token.
+            if expires <= time.time() - LEEWAY_SECS:
+                self._verified.pop(token, None)
+                raise unauthorized("invalid token: ExpiredSignatureError")
+            return principal
+        principal, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.pop(next(iter(self._verified)), None)
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, int]:
         settings = self._settings
         claims = self._decode(token)
         tenant_claim = claims.get(settings.jwt_tenant_claim)
@@ -63,7 +90,11 @@ class UserAuthenticator:
         user = claims.get(settings.jwt_user_claim)
         if not isinstance(tenant_claim, str) or not isinstance(workspace_claim, str):
             raise unauthorized("token lacks tenant/workspace claims")
-        return self._checked(tenant_claim, workspace_claim, user if isinstance(user, str) else None)
+        principal = self._checked(
+            tenant_claim, workspace_claim, user if isinstance(user, str) else None
+        )
+        # ``exp`` is required, and PyJWT checked that it is an integer.
+        return principal, int(cast(int, claims["exp"]))
 
     def _decode(self, token: str) -> dict[str, object]:
         settings = self._settings
@@ -82,7 +113,7 @@ class UserAuthenticator:
                 audience=settings.jwt_audience or None,
                 issuer=settings.jwt_issuer or None,
                 options=options,  # type: ignore[arg-type]
-                leeway=60,
+                leeway=LEEWAY_SECS,
             )
         except jwt.PyJWTError as exc:
             raise unauthorized(f"invalid token: {type(exc).__name__}") from None

@@ -3,22 +3,23 @@ idempotent."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, TextClause, bindparam, insert, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from arco_orchestration.facts.graph import finish_run_if_done
-from arco_orchestration.facts.store import notify_dispatcher
+from arco_orchestration.facts.store import NOTIFY_CHANNEL, notify_dispatcher
 from arco_orchestration.facts.transitions import (
+    RUN_TRANSITIONS,
     TASK_TRANSITIONS,
     RunTransition,
     TaskTransition,
-    transition,
 )
 from arco_orchestration.models import Run, RunKey, Task, TaskDependency
 from arco_orchestration.scope import Scope
@@ -100,6 +101,8 @@ INSERT_CHUNK = 1000
 
 # On the tables, not the mapped classes: plain executemany, without the ORM's bulk-insert
 # machinery (which cost more than the INSERT for the common one-task run).
+_RUNS = cast(Table, Run.__table__)
+_RUN = insert(_RUNS)
 _TASKS = insert(cast(Table, Task.__table__))
 _EDGES = insert(cast(Table, TaskDependency.__table__))
 
@@ -134,6 +137,139 @@ def _task_row(
     }
 
 
+def _edge_rows(
+    scope: Scope, run_id: str, tasks: Sequence[PlannedTaskLike]
+) -> list[dict[str, object]]:
+    return [
+        {
+            "run_id": run_id,
+            "upstream_key": upstream,
+            "downstream_key": planned.key,
+            "tenant_id": scope.tenant_id,
+            "workspace_id": scope.workspace_id,
+            "satisfied": False,
+        }
+        for planned in tasks
+        for upstream in planned.depends_on
+    ]
+
+
+def _insert_separately(
+    session: Session,
+    scope: Scope,
+    run_row: dict[str, object],
+    tasks: Sequence[PlannedTaskLike],
+    now: datetime,
+) -> None:
+    """The run, then its tasks and edges, as plain parameter sets a chunk at a time (SQLite,
+    which has no INSERT inside WITH, and runs larger than a chunk)."""
+    run_id = str(run_row["run_id"])
+    session.execute(_RUN, run_row)
+    # Not as ORM objects: a run of 10,000 tasks held every task and edge object (and their
+    # session state) until the flush, about 60 MB at the API's peak, and the session never
+    # reads them back here.
+    for chunk in _chunks(tasks, INSERT_CHUNK):
+        session.execute(_TASKS, [_task_row(scope, run_id, planned, now) for planned in chunk])
+        edges = _edge_rows(scope, run_id, chunk)
+        if edges:
+            session.execute(_EDGES, edges)
+
+
+def _one_statement(*, edges: bool, notify: bool) -> TextClause:
+    """The PostgreSQL form: run, tasks, edges and the dispatcher's NOTIFY in one statement
+    (INSERTs in WITH), so a trigger is one round trip instead of three or four and its
+    transaction is not left idle between them. Tasks and edges come as one JSON parameter
+    each: one string to bind, where per-column arrays cost more to adapt than the INSERT."""
+    parts = [
+        # The columns of the run row of trigger_run.
+        "new_run AS (INSERT INTO runs (run_id, tenant_id, workspace_id, plan_id, state,"
+        " run_key, labels, code_version, manifest_id, triggered_by, cancel_requested,"
+        " tasks_total, tasks_completed, tasks_succeeded, tasks_failed, tasks_skipped,"
+        " tasks_cancelled, triggered_at, completed_at, parent_run_id, rerun_kind, rerun_reason,"
+        " row_version)"
+        " VALUES (:run_id, :tenant_id, :workspace_id, :plan_id, :state, :run_key, :labels,"
+        " :code_version, :manifest_id, :triggered_by, :cancel_requested, :tasks_total,"
+        " :tasks_completed, :tasks_succeeded, :tasks_failed, :tasks_skipped, :tasks_cancelled,"
+        " :triggered_at, :completed_at, :parent_run_id, :rerun_kind, :rerun_reason,"
+        " :row_version))",
+        # The rows of _task_row: READY and ready_at now without dependencies, else BLOCKED.
+        "new_tasks AS (INSERT INTO tasks (run_id, task_key, tenant_id, workspace_id, state,"
+        " attempt, attempt_id, asset_key, partition_key, deps_total, deps_satisfied_count,"
+        " max_attempts, heartbeat_timeout_sec, requires_visible_output, ready_at, row_version)"
+        " SELECT :run_id, t.task_key, :tenant_id, :workspace_id,"
+        " CASE WHEN t.deps_total = 0 THEN :ready_state ELSE :blocked_state END,"
+        " 0, NULL, t.asset_key, t.partition_key, t.deps_total, 0, t.max_attempts,"
+        " t.heartbeat_timeout_sec, t.requires_visible_output,"
+        " CASE WHEN t.deps_total = 0 THEN :ready_at END, 1"
+        " FROM json_to_recordset(CAST(:tasks AS json)) AS t(task_key text, asset_key text,"
+        " partition_key text, deps_total integer, max_attempts integer,"
+        " heartbeat_timeout_sec integer, requires_visible_output boolean))",
+    ]
+    if edges:
+        parts.append(
+            "new_edges AS (INSERT INTO task_dependencies (run_id, upstream_key, downstream_key,"
+            " tenant_id, workspace_id, satisfied)"
+            " SELECT :run_id, e.upstream_key, e.downstream_key, :tenant_id, :workspace_id, false"
+            " FROM json_to_recordset(CAST(:edges AS json))"
+            " AS e(upstream_key text, downstream_key text))"
+        )
+    tail = "SELECT pg_notify(:channel, :run_id)" if notify else "SELECT 1"
+    statement = text("WITH " + ", ".join(parts) + " " + tail)
+    # Typed like the mapped columns, so values bind exactly as the ORM binds them.
+    return statement.bindparams(
+        bindparam("labels", type_=_RUNS.c.labels.type),
+        bindparam("triggered_at", type_=_RUNS.c.triggered_at.type),
+        bindparam("completed_at", type_=_RUNS.c.completed_at.type),
+        bindparam("ready_at", type_=_RUNS.c.triggered_at.type),
+    )
+
+
+_ONE_STATEMENT = {
+    (edges, notify): _one_statement(edges=edges, notify=notify)
+    for edges in (False, True)
+    for notify in (False, True)
+}
+
+
+def _insert_at_once(
+    session: Session,
+    scope: Scope,
+    run_row: dict[str, object],
+    tasks: Sequence[PlannedTaskLike],
+    now: datetime,
+    *,
+    notify: bool,
+) -> None:
+    task_rows = [
+        {
+            "task_key": planned.key,
+            "asset_key": planned.asset_key,
+            "partition_key": planned.partition_key,
+            "deps_total": len(planned.depends_on),
+            "max_attempts": planned.max_attempts,
+            "heartbeat_timeout_sec": planned.heartbeat_timeout_sec,
+            "requires_visible_output": planned.requires_visible_output,
+        }
+        for planned in tasks
+    ]
+    edges = [
+        {"upstream_key": upstream, "downstream_key": planned.key}
+        for planned in tasks
+        for upstream in planned.depends_on
+    ]
+    params: dict[str, object] = {
+        **run_row,
+        "ready_state": TASK_TRANSITIONS[TaskTransition.PLAN_READY].target,
+        "blocked_state": TASK_TRANSITIONS[TaskTransition.PLAN_BLOCKED].target,
+        "ready_at": now,
+        "tasks": json.dumps(task_rows, separators=(",", ":")),
+        "channel": NOTIFY_CHANNEL,
+    }
+    if edges:
+        params["edges"] = json.dumps(edges, separators=(",", ":"))
+    session.execute(_ONE_STATEMENT[bool(edges), notify], params)
+
+
 def trigger_run(
     session: Session,
     scope: Scope,
@@ -150,56 +286,51 @@ def trigger_run(
     parent_run_id: str | None = None,
     rerun_kind: str | None = None,
     rerun_reason: str | None = None,
-) -> Run:
+) -> None:
     """RunTriggered + PlanCreated in one step: the run is RUNNING, tasks without
-    dependencies are READY and the others BLOCKED (T1)."""
-    run = Run(
-        run_id=run_id,
-        tenant_id=scope.tenant_id,
-        workspace_id=scope.workspace_id,
-        plan_id=plan_id,
-        run_key=run_key,
-        labels=dict(labels or {}),
-        code_version=code_version,
-        manifest_id=manifest_id,
-        triggered_by=triggered_by,
-        cancel_requested=False,
-        tasks_total=len(tasks),
-        tasks_completed=0,
-        tasks_succeeded=0,
-        tasks_failed=0,
-        tasks_skipped=0,
-        tasks_cancelled=0,
-        triggered_at=now,
-        parent_run_id=parent_run_id,
-        rerun_kind=rerun_kind,
-        rerun_reason=rerun_reason,
-        row_version=1,
-    )
-    transition(run, RunTransition.START)
-    session.add(run)
-    session.flush()
-    # The rows go in as plain parameter sets, a chunk at a time, not as ORM objects: a run
-    # of 10,000 tasks held every task and edge object (and their session state) until the
-    # flush, about 60 MB at the API's peak, and the session never reads them back here.
-    for chunk in _chunks(tasks, INSERT_CHUNK):
-        session.execute(_TASKS, [_task_row(scope, run_id, planned, now) for planned in chunk])
-        edges = [
-            {
-                "run_id": run_id,
-                "upstream_key": upstream,
-                "downstream_key": planned.key,
-                "tenant_id": scope.tenant_id,
-                "workspace_id": scope.workspace_id,
-                "satisfied": False,
-            }
-            for planned in chunk
-            for upstream in planned.depends_on
-        ]
-        if edges:
-            session.execute(_EDGES, edges)
+    dependencies are READY and the others BLOCKED (T1), and the dispatcher is woken at
+    commit when a task is READY.
+
+    The rows go in as plain parameters, not ORM objects (nothing here reads them back, and
+    the unit of work cost more than the INSERTs for the common one-task run)."""
+    run_row: dict[str, object] = {
+        "run_id": run_id,
+        "tenant_id": scope.tenant_id,
+        "workspace_id": scope.workspace_id,
+        "plan_id": plan_id,
+        "state": RUN_TRANSITIONS[RunTransition.START].target,
+        "run_key": run_key,
+        "labels": dict(labels or {}),
+        "code_version": code_version,
+        "manifest_id": manifest_id,
+        "triggered_by": triggered_by,
+        "cancel_requested": False,
+        "tasks_total": len(tasks),
+        "tasks_completed": 0,
+        "tasks_succeeded": 0,
+        "tasks_failed": 0,
+        "tasks_skipped": 0,
+        "tasks_cancelled": 0,
+        "triggered_at": now,
+        "completed_at": None,
+        "parent_run_id": parent_run_id,
+        "rerun_kind": rerun_kind,
+        "rerun_reason": rerun_reason,
+        "row_version": 1,
+    }
     if not tasks:
+        # A run without tasks ends as it starts; the transition table decides how.
+        run = Run(**run_row)
         finish_run_if_done(run, now)
-    if any(not planned.depends_on for planned in tasks):
+        run_row.update(state=run.state, completed_at=run.completed_at, row_version=run.row_version)
+        session.execute(_RUN, run_row)
+        return
+    notify = any(not planned.depends_on for planned in tasks)
+    # A run of more tasks than a chunk goes in chunk by chunk, as on SQLite: its rows never
+    # all sit in the API's memory at once.
+    if session.get_bind().dialect.name == "postgresql" and len(tasks) <= INSERT_CHUNK:
+        _insert_at_once(session, scope, run_row, tasks, now, notify=notify)
+        return
+    _insert_separately(session, scope, run_row, tasks, now)
+    if notify:
         notify_dispatcher(session, run_id)
-    return run

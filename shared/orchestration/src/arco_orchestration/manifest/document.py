@@ -4,6 +4,7 @@ form), its parsing and validation entry points, and its fingerprint (§2.5)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -54,12 +55,19 @@ class DeployedManifest:
         return tuple(asset.key for asset in self.assets)
 
     @cached_property
+    def asset_key_set(self) -> frozenset[str]:
+        """The canonical asset keys as a set, built once per manifest: a trigger checks its
+        selection against it, and rebuilding it from thousands of keys per request cost more
+        than the rest of the planning."""
+        return frozenset(self.asset_keys)
+
+    @cached_property
     def _asset_index(self) -> dict[str, ManifestAsset]:
         return {asset.key: asset for asset in self.assets}
 
     @cached_property
     def _upstream_graph(self) -> dict[str, tuple[str, ...]]:
-        known = set(self.asset_keys)
+        known = self.asset_key_set
         return {
             asset.key: tuple(key for key in asset.upstream_keys if key in known)
             for asset in self.assets
@@ -73,6 +81,11 @@ class DeployedManifest:
         """Upstream keys per asset, dropping edges to assets not in this manifest (§2.10);
         a copy the caller may change."""
         return dict(self._upstream_graph)
+
+    def upstream_view(self) -> Mapping[str, tuple[str, ...]]:
+        """:meth:`upstream_graph` without the copy, for callers that only read it (planning
+        a trigger copied the whole graph for each run)."""
+        return self._upstream_graph
 
     def fingerprint(self) -> str:
         """The server fingerprint of §2.5."""

@@ -4,8 +4,9 @@ fingerprint of its request."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from arco_orchestration.json_shape import JsonValue, sha256_hex
 from arco_orchestration.manifest import AssetKeyError, DeployedManifest, canonical_asset_key
@@ -35,12 +36,12 @@ def canonical_selection(selection: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({canonical_key(item) for item in selection}))
 
 
-def resolve_roots(selection: Iterable[str], known: Iterable[str], noun: str) -> tuple[str, ...]:
+def resolve_roots(selection: Iterable[str], known: Container[str], noun: str) -> tuple[str, ...]:
     # Every entry is canonicalized first (an invalid one fails at once); unknown keys are
-    # then reported together, sorted and de-duplicated.
+    # then reported together, sorted and de-duplicated. ``known`` is a set or mapping the
+    # caller keeps (a manifest's key set), so a check costs nothing per known key.
     canonical = [canonical_key(item) for item in selection]
-    known_set = set(known)
-    unknown = sorted({key for key in canonical if key not in known_set})
+    unknown = sorted({key for key in canonical if key not in known})
     if unknown:
         raise PlanningError(f"unknown {noun} keys: {', '.join(unknown)}")
     return tuple(sorted(set(canonical)))
@@ -48,7 +49,7 @@ def resolve_roots(selection: Iterable[str], known: Iterable[str], noun: str) -> 
 
 def resolve_root_assets(manifest: DeployedManifest, selection: Iterable[str]) -> tuple[str, ...]:
     """The canonical roots of a selection, sorted; ``unknown asset keys: a, b`` otherwise."""
-    return resolve_roots(selection, manifest.asset_keys, "asset")
+    return resolve_roots(selection, manifest.asset_key_set, "asset")
 
 
 def _downstream_of(upstream: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
@@ -147,7 +148,13 @@ class RunPlan:
     root_assets: tuple[str, ...]
     partition_key: str | None
     tasks: tuple[PlannedTask, ...]
-    request_fingerprint: str
+    request: TriggerRequest = field(repr=False, compare=False)
+
+    @cached_property
+    def request_fingerprint(self) -> str:
+        """The run-key fingerprint of the request: only a trigger with a run key needs it,
+        so it is computed on first use (the roots are its canonical selection)."""
+        return run_request_fingerprint(self.request, self.partition_key, roots=self.root_assets)
 
 
 def plan_trigger(
@@ -171,7 +178,7 @@ def plan_trigger(
         partition_key = resolve_partition_key(
             request, spec, reject_time_strings=reject_time_strings
         )
-    graph = manifest.upstream_graph()
+    graph = manifest.upstream_view()
     planned = close_selection(
         roots,
         graph,
@@ -182,7 +189,7 @@ def plan_trigger(
         root_assets=roots,
         partition_key=partition_key,
         tasks=tuple(build_tasks(planned, graph, partition_key)),
-        request_fingerprint=run_request_fingerprint(request, partition_key),
+        request=request,
     )
 
 
@@ -196,7 +203,12 @@ def plan_run(
     return list(plan_trigger(manifest, request, reject_time_strings=reject_time_strings).tasks)
 
 
-def run_request_fingerprint(request: TriggerRequest, resolved_partition_key: str | None) -> str:
+def run_request_fingerprint(
+    request: TriggerRequest,
+    resolved_partition_key: str | None,
+    *,
+    roots: Sequence[str] | None = None,
+) -> str:
     """Hex SHA-256 of the run-key payload (§2.1 "Run-key fingerprint").
 
     The JSON object is ``{selection, include_upstream, include_downstream, partition_key?,

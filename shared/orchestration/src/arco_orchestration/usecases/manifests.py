@@ -189,7 +189,13 @@ def latest_manifest(
     session: Session, tenant_id: str, workspace_id: str
 ) -> tuple[str, DeployedManifest] | None:
     """The id and parsed form of a workspace's latest manifest (greatest ``deployedAt``)."""
-    latest_id = session.scalar(_LATEST_ID, {"tenant_id": tenant_id, "workspace_id": workspace_id})
+    # On the session's connection: a plain Core SELECT of one column needs none of the ORM
+    # execution layer, which cost more than the query on every trigger.
+    latest_id = (
+        session.connection()
+        .execute(_LATEST_ID, {"tenant_id": tenant_id, "workspace_id": workspace_id})
+        .scalar()
+    )
     if latest_id is None:
         return None
     cached = _cached_manifests.get(latest_id)
