@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, QueuePool, create_engine, event, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_DATA_DIR = Path(".arco")
@@ -67,13 +69,36 @@ def make_engine(
         )
         _configure_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     if application_name and "application_name" not in make_url(url).query:
         # pg_stat_activity then says which service holds a connection (a URL's own wins).
         kwargs.setdefault("connect_args", {}).setdefault("application_name", application_name)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _check_out_live_connections(engine)
+    return engine
+
+
+def _check_out_live_connections(engine: Engine) -> None:
+    """Hand out only live pooled connections, as ``pool_pre_ping`` would, without its round
+    trip at every checkout (one per transaction, a good part of a short one's cost). An idle
+    connection has nothing to read: a server that ended it (a restart, an administrator)
+    has sent its goodbye and closed the socket, which is then readable. Only then is the
+    connection pinged; a failed ping makes the pool replace it."""
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if not (dbapi_connection.closed or dbapi_connection.broken):
+            readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+            if not readable:
+                return
+            try:
+                if engine.dialect.do_ping(dbapi_connection):
+                    return
+            except engine.dialect.loaded_dbapi.Error:
+                pass
+        raise DisconnectionError("pooled connection closed by the server")
 
 
 def is_postgres(engine: Engine) -> bool:

@@ -24,6 +24,7 @@ from arco_orchestration.facts.store import (
     drop_outbox,
     insert_keyed_event,
     notify_dispatcher,
+    write_row,
 )
 from arco_orchestration.facts.transitions import (
     TASK_TRANSITIONS,
@@ -61,6 +62,7 @@ def apply_started(session: Session, run: Run, task: Task, *, worker_id: str, now
     task.started_at = now
     task.last_heartbeat_at = None
     task.heartbeat_deadline = _deadline(task, now)
+    write_row(session, task)
     drop_outbox(session, task, through_attempt=task.attempt)
     return True
 
@@ -236,4 +238,6 @@ def apply_completion(
             else:
                 cascade(session, run, task, now)
         finish_run_if_done(run, now)
+        write_row(session, run)
+        write_row(session, task)
     return True

@@ -14,18 +14,24 @@ from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import (
+    JSON,
     BindParameter,
+    ColumnElement,
     Delete,
     Select,
     Table,
+    Update,
     bindparam,
     delete,
     insert,
+    inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstanceState, LoaderCallableStatus, Session, load_only
+from sqlalchemy.orm.exc import StaleDataError
 
 from arco_envelope import DEFAULT_WORKER_QUEUE
 from arco_orchestration.facts.keysets import key_match, key_params, pair_match, pair_params
@@ -100,6 +106,34 @@ _GET_TASKS = {
 }
 
 
+# What a callback reads of its run and task (its guards, the attempt checks, the counters,
+# the history event and the lineage reference); the primary keys are always loaded.
+_CALLBACK_RUN_COLUMNS = (
+    Run.tenant_id,
+    Run.workspace_id,
+    Run.state,
+    Run.cancel_requested,
+    Run.tasks_total,
+    Run.tasks_completed,
+    Run.tasks_succeeded,
+    Run.tasks_failed,
+    Run.tasks_skipped,
+    Run.tasks_cancelled,
+    Run.row_version,
+)
+_CALLBACK_TASK_COLUMNS = (
+    Task.tenant_id,
+    Task.workspace_id,
+    Task.state,
+    Task.attempt,
+    Task.attempt_id,
+    Task.partition_key,
+    Task.max_attempts,
+    Task.heartbeat_timeout_sec,
+    Task.row_version,
+)
+
+
 def _run_with_task(*, lock: bool) -> Select[Run, Task]:
     tenant: BindParameter[str] = bindparam("tenant_id")
     workspace: BindParameter[str] = bindparam("workspace_id")
@@ -114,6 +148,9 @@ def _run_with_task(*, lock: bool) -> Select[Run, Task]:
             Task.tenant_id == tenant,
             Task.workspace_id == workspace,
         )
+        # Only the columns the callbacks read: every column costs the driver and the ORM at
+        # each load, and most are only ever written here. Any other loads when first read.
+        .options(load_only(*_CALLBACK_RUN_COLUMNS), load_only(*_CALLBACK_TASK_COLUMNS))
     )
     return stmt.with_for_update(of=[Run, Task]) if lock else stmt
 
@@ -283,12 +320,15 @@ def insert_rows(
 
 def _keyed_insert(make_insert: Any) -> Any:
     table = TaskEvent.__table__
+    # inline(): no RETURNING of the new id either (nothing reads it), so no result set; the
+    # count of inserted rows (kept for an INSERT only on request) tells a conflict apart.
     return (
         make_insert(table)
+        .inline()
         .on_conflict_do_nothing(
             index_elements=[table.c.tenant_id, table.c.workspace_id, table.c.idempotency_key]
         )
-        .returning(table.c.id)
+        .execution_options(preserve_rowcount=True)
     )
 
 
@@ -326,8 +366,11 @@ def insert_keyed_event(
         detail=detail,
         idempotency_key=idempotency_key,
     )
-    stmt = _KEYED_INSERT[session.get_bind().dialect.name]
-    return session.execute(stmt, fields).first() is not None
+    connection = session.connection()
+    # On the connection: the session's execute adds its own steps (autoflush included) to
+    # each statement, and this one needs none of them after the flush of new rows above.
+    stmt = _KEYED_INSERT[connection.dialect.name]
+    return bool(getattr(connection.execute(stmt, fields), "rowcount", 0) == 1)
 
 
 def new_outbox_row(
@@ -391,15 +434,16 @@ def outbox_row_values(
 
 
 def _drop_outbox(*, through_attempt: bool) -> Delete:
-    stmt = delete(DispatchOutbox).where(
-        DispatchOutbox.run_id == bindparam("run_id"),
-        DispatchOutbox.task_key == bindparam("task_key"),
+    # On the table, not the mapped class: no ORM bulk-delete machinery, and no session
+    # synchronisation (every caller is done with the task's outbox rows by now).
+    table = cast(Table, DispatchOutbox.__table__)
+    stmt = delete(table).where(
+        table.c.run_id == bindparam("run_id"),
+        table.c.task_key == bindparam("task_key"),
     )
     if through_attempt:
-        stmt = stmt.where(DispatchOutbox.attempt <= bindparam("through_attempt"))
-    # No session synchronisation: every caller is done with the task's outbox rows by now,
-    # and evaluating the criteria against the session's objects cost more than the DELETE.
-    return stmt.execution_options(synchronize_session=False)
+        stmt = stmt.where(table.c.attempt <= bindparam("through_attempt"))
+    return stmt
 
 
 _DROP_OUTBOX = {through: _drop_outbox(through_attempt=through) for through in (False, True)}
@@ -411,7 +455,11 @@ def drop_outbox(session: Session, task: Task, *, through_attempt: int | None = N
     params: dict[str, Any] = {"run_id": task.run_id, "task_key": task.task_key}
     if through_attempt is not None:
         params["through_attempt"] = through_attempt
-    session.execute(_DROP_OUTBOX[through_attempt is not None], params)
+    if session.autoflush:
+        # What the session's execute would do first: a pending outbox row, or a change to
+        # one, reaches the database before the DELETE (nothing to send after write_row).
+        session.flush()
+    session.connection().execute(_DROP_OUTBOX[through_attempt is not None], params)
 
 
 def lock_outbox_row(session: Session, scope: Scope, dispatch_id: str) -> DispatchOutbox | None:
@@ -427,3 +475,58 @@ def lock_outbox_row(session: Session, scope: Scope, dispatch_id: str) -> Dispatc
         .with_for_update()
         .execution_options(populate_existing=True)
     ).one_or_none()
+
+
+# One UPDATE per table and set of changed columns, built at its first use: a fact changes the
+# same columns of a row every time it applies, so there are a handful of them.
+_WRITES: dict[tuple[str, frozenset[str]], Update] = {}
+
+
+def _write_param(column: ColumnElement[Any]) -> BindParameter[Any]:
+    if isinstance(column.type, JSON):
+        # ``None`` as SQL NULL, as a row created without that value holds it (the column
+        # may not have been loaded, so an unchanged ``None`` cannot be told apart).
+        return bindparam(column.key, type_=JSON(none_as_null=True))
+    return bindparam(column.key)
+
+
+def _write_statement(table: Table, columns: frozenset[str]) -> Update:
+    key = (table.name, columns)
+    stmt = _WRITES.get(key)
+    if stmt is None:
+        stmt = (
+            update(table)
+            .where(*(column == bindparam(f"pk_{column.key}") for column in table.primary_key))
+            .values({name: _write_param(table.c[name]) for name in sorted(columns)})
+        )
+        _WRITES[key] = stmt
+    return stmt
+
+
+def write_row(session: Session, row: Run | Task) -> None:
+    """Write the columns changed on a loaded ``row`` with one Core ``UPDATE`` now, and mark
+    the row clean: what the session's flush would send for it, without the unit of work
+    (ordering the session's objects, collecting each one's history), which costs a callback
+    more CPU than the statement. The row must be locked by this transaction."""
+    state = cast("InstanceState[Run | Task]", inspect(row))
+    if not state.committed_state or not state.persistent:
+        return  # nothing changed, or a new row (the flush inserts it)
+    values = state.dict
+    # As the flush does, a column set to the value it had is left out: a JSON column's
+    # ``None`` would otherwise turn SQL NULL into JSON null.
+    params = {
+        name: values[name]
+        for name, old in state.committed_state.items()
+        if old is LoaderCallableStatus.NO_VALUE or old != values[name]
+    }
+    changed = frozenset(params)
+    table = cast(Table, type(row).__table__)
+    for column in table.primary_key:
+        params[f"pk_{column.key}"] = values[column.key]
+    if changed:
+        # On the connection: the session's execute would autoflush, the flush this avoids.
+        result = session.connection().execute(_write_statement(table, changed), params)
+        if getattr(result, "rowcount", 1) != 1:
+            raise StaleDataError(f"{table.name} row {state.identity} is gone")
+    # What the flush does to a written row: no pending changes, not dirty.
+    state._commit_all(values, session.identity_map)

@@ -1,0 +1,149 @@
+"""The callbacks' own writes of their run and task rows (``facts.store.write_row``, Core
+``UPDATE`` statements instead of the session's flush) and their partial load of those rows
+(``facts.run_with_task`` reads only the columns a callback uses): the stored rows must be
+what the flush would have stored, and the objects must stay usable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+
+from arco_envelope import TaskCompletedRequest, callback_task_id
+from arco_orchestration import callbacks, facts
+from arco_orchestration.db import Database
+from arco_orchestration.facts.store import drop_outbox, new_outbox_row, write_row
+from arco_orchestration.facts.transitions import TaskTransition, transition
+from arco_orchestration.models import Run, Task
+from arco_testkit.clock import at
+from arco_testkit.facts import (
+    dispatch,
+    failed,
+    finish,
+    load_run,
+    load_task,
+    outbox_rows,
+    planned,
+    run_task,
+    trigger,
+)
+from arco_testkit.values import SCOPE
+
+
+@contextmanager
+def statements(database: Database) -> Iterator[list[str]]:
+    """The first word of each statement sent while the block runs (no BEGIN)."""
+    sent: list[str] = []
+
+    def record(*args: Any) -> None:
+        verb = str(args[2]).split(None, 1)[0].upper()
+        if verb != "BEGIN":
+            sent.append(verb)
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+
+
+def _locked(session_run_task: tuple[Run, Task] | None) -> tuple[Run, Task]:
+    assert session_run_task is not None
+    return session_run_task
+
+
+def test_a_written_row_is_clean_and_stored(database: Database) -> None:
+    trigger(database, "run-1", [planned("a")])
+    dispatch(database, "run-1", "a", now=at(0))
+    version = load_task(database, "run-1", "a").row_version
+    with statements(database) as sent, database.transaction() as session:
+        _, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        transition(task, TaskTransition.START)
+        task.started_at = at(1)
+        write_row(session, task)
+        assert task not in session.dirty
+        written = list(sent)
+        session.flush()
+        assert sent == written  # the flush has nothing left to send for it
+        write_row(session, task)  # nothing changed since: no statement
+        assert sent == written
+    assert written == ["SELECT", "UPDATE"]
+    stored = load_task(database, "run-1", "a")
+    assert (stored.state, stored.started_at, stored.row_version) == ("RUNNING", at(1), version + 1)
+
+
+def test_a_value_set_to_what_it_was_is_not_written(database: Database) -> None:
+    trigger(database, "run-1", [planned("a")])
+    with statements(database) as sent, database.transaction() as session:
+        run, _ = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        run.tasks_completed = run.tasks_completed
+        write_row(session, run)
+    assert sent == ["SELECT"]
+
+
+def test_a_new_row_is_left_to_the_flush(database: Database) -> None:
+    trigger(database, "run-1", [planned("a")])
+    with database.transaction() as session:
+        _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        task = Task(
+            run_id="run-1",
+            task_key="b",
+            tenant_id=SCOPE.tenant_id,
+            workspace_id=SCOPE.workspace_id,
+            state="BLOCKED",
+        )
+        session.add(task)
+        write_row(session, task)  # not stored yet: nothing to update
+        assert task in session.new
+    assert load_task(database, "run-1", "b").state == "BLOCKED"
+
+
+def test_columns_a_callback_does_not_load_load_when_read(database: Database) -> None:
+    trigger(database, "run-1", [planned("a", partition_key="p=1")])
+    finish(database, "run-1", "a", failed(message="first"), now=at(0))
+    triggered_by = load_run(database, "run-1").triggered_by
+    with database.transaction() as session:
+        run, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        assert "error_message" not in task.__dict__  # not loaded by the callback's read
+        assert task.error_message == "first"
+        assert run.triggered_by == triggered_by
+
+
+def test_a_completion_leaves_json_columns_it_clears_as_sql_null(database: Database) -> None:
+    trigger(database, "run-1", [planned("a"), planned("b")])
+    run_task(database, "run-1", "a", now=at(0))
+    finish(database, "run-1", "b", failed(), now=at(0))
+    run_task(database, "run-1", "b", now=at(60))  # its second attempt
+    for key in ("a", "b"):
+        task = load_task(database, "run-1", key)
+        body = TaskCompletedRequest.from_dict(
+            {
+                "attempt": task.attempt,
+                "attemptId": task.attempt_id,
+                "workerId": "w-1",
+                "outcome": "SUCCEEDED",
+            }
+        )
+        with database.transaction() as session:
+            result = callbacks.handle_completed(
+                session, SCOPE, callback_task_id("run-1", key), None, body, now=at(90)
+            )
+        assert (result.status, result.applied) == (200, True)
+    with database.engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT task_key, error IS NULL, error_message IS NULL FROM tasks ORDER BY 1")
+        ).all()
+    # Never set (a) or cleared (b): SQL NULL either way, read back as None.
+    assert [tuple(row) for row in rows] == [("a", True, True), ("b", True, True)]
+    assert load_task(database, "run-1", "b").error is None
+
+
+def test_dropping_the_outbox_sends_pending_outbox_rows_first(database: Database) -> None:
+    trigger(database, "run-1", [planned("a")])
+    with database.transaction() as session:
+        _, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        new_outbox_row(session, task, dispatch_id="d-1", attempt=1, attempt_id="x", now=at(0))
+        drop_outbox(session, task)
+    assert outbox_rows(database, "run-1") == []
