@@ -4,6 +4,7 @@ trip, one the server ended is replaced before any statement fails on it."""
 
 from __future__ import annotations
 
+import os
 import select
 import time
 from typing import Any
@@ -60,3 +61,27 @@ def test_a_connection_the_server_ended_is_replaced_at_checkout(database: Databas
 
     assert _backend_pid(database) != ended  # no error: a new connection served it
     assert len(pings) == 1
+
+
+def test_the_check_works_on_descriptors_above_select_s_limit(database_url: str) -> None:
+    """A busy server holds more than 1,024 descriptors (client connections): the check must
+    not use select(), which refuses descriptors from 1,024 on."""
+    filler: list[int] = []
+    try:
+        while len(filler) < 1100:
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+        database = Database.from_url(database_url)
+        try:
+            first = _backend_pid(database)
+            pooled = database.engine.raw_connection()
+            try:
+                assert pooled.dbapi_connection is not None
+                assert pooled.dbapi_connection.fileno() >= 1024
+            finally:
+                pooled.close()
+            assert _backend_pid(database) == first
+        finally:
+            database.dispose()
+    finally:
+        for fd in filler:
+            os.close(fd)

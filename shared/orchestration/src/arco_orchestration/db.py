@@ -90,8 +90,11 @@ def _check_out_live_connections(engine: Engine) -> None:
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         if not (dbapi_connection.closed or dbapi_connection.broken):
-            readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
-            if not readable:
+            # poll, not select: select fails on descriptors above 1023, which a busy server
+            # (many client connections) reaches.
+            poller = select.poll()
+            poller.register(dbapi_connection.fileno(), select.POLLIN)
+            if not poller.poll(0):
                 return
             try:
                 if engine.dialect.do_ping(dbapi_connection):
