@@ -1,7 +1,8 @@
-"""The callback fast path (``CallbackFastPath``) answers exactly as the routed endpoints would:
-the same route label in the metrics, the application's own error answers (503 while the
-database is away, 500 with the request id on a bug), and everything that is not a ``POST``
-to a callback route goes on to FastAPI's router (405, 404)."""
+"""The callback fast path (``FastPath`` with ``callback_routes.fast_routes()``) answers
+exactly as the routed endpoints would: the same route label in the metrics, the
+application's own error answers (503 while the database is away, 500 with the request id on
+a bug), and everything that is not a ``POST`` to a callback route goes on to FastAPI's router
+(405, 404)."""
 
 from __future__ import annotations
 

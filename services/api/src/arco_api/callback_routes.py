@@ -2,35 +2,35 @@
 processing order of arco-contract section 5.5: bearer token, body, taskId claim vs path,
 storage ids, attempt 0, then the state checks of ``arco_orchestration.callbacks``.
 
-Two callbacks per task make these the API's hottest routes, so :class:`CallbackFastPath`
-serves them ahead of FastAPI's router (whose route matching and dependency solving cost more
-CPU than the rest of a callback outside the database). The routes below stay declared: they
-are the OpenAPI document's, and the fast path calls the same endpoint functions."""
+Two callbacks per task make these the API's hottest routes, so the app's
+:class:`~arco_api.fast_path.FastPath` serves them (:func:`fast_routes`) ahead of FastAPI's
+router (whose route matching and dependency solving cost more CPU than the rest of a callback
+outside the database). The routes below stay declared: they are the OpenAPI document's, and
+the fast path calls the same endpoint functions."""
 
 from __future__ import annotations
 
 import functools
 import math
-import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Send
-from starlette.types import Scope as AsgiScope
 
 from arco_api import bodies
 from arco_api import openapi_docs as docs
 from arco_api.auth import bearer_token, storage_id_problem
 from arco_api.context import ApiContext, api_context
+from arco_api.fast_path import Endpoint
 from arco_api.http_io import BodyError, parse_json, read_body, validation_error
 from arco_envelope import (
     CallbackErrorCode,
@@ -227,78 +227,19 @@ async def completed(request: Request, task_id: str) -> JSONResponse:
     return await _handle(request, task_id, "completed", TaskCompletedRequest, handler)
 
 
-Endpoint = Callable[[Request, str], Awaitable[JSONResponse]]
-ENDPOINTS: dict[str, Endpoint] = {
-    "started": started,
-    "heartbeat": heartbeat,
-    "completed": completed,
-}
-# The routes' own pattern: ``{task_id}`` is one path segment, matched on the decoded path.
-_CALLBACK_PATH = re.compile(r"/api/v1/tasks/([^/]+)/(started|heartbeat|completed)")
-ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+def _task_endpoint(endpoint: Callable[[Request, str], Awaitable[JSONResponse]]) -> Endpoint:
+    async def serve(request: Request, params: dict[str, str]) -> Response:
+        return await endpoint(request, params["task_id"])
+
+    return serve
 
 
-def _route_path(scope: AsgiScope) -> str:
-    """The path the router would match: without the application's mount prefix."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(f"{root}/"):
-        return path[len(root) :]
-    return path
-
-
-class CallbackFastPath:
-    """Serves ``POST`` to the three callback routes without FastAPI's router; anything else
-    goes on to the application. Sits inside the request-context middleware (request id,
-    metrics, logs) and answers errors with the application's own exception handlers, so a
-    callback's answer is byte for byte what the routed endpoint would give."""
-
-    def __init__(self, app: ASGIApp, api: FastAPI) -> None:
-        self.app = app
-        self._api = api
-        self._routes: dict[str, BaseRoute] = {}
-        self._handlers: Mapping[Any, ExceptionHandler] = {}
-
-    def _resolve(self) -> None:
-        # Read at the first request: routes and handlers are all registered by then.
-        for route in router.routes:
-            phase = getattr(route, "path", "").rsplit("/", 1)[-1]
-            if phase in ENDPOINTS:
-                self._routes[phase] = route
-        self._handlers = cast(Mapping[Any, ExceptionHandler], self._api.exception_handlers)
-
-    def _handler_for(self, exc: Exception) -> ExceptionHandler | None:
-        for cls in type(exc).__mro__:
-            if cls is Exception:
-                # Unexpected errors go on to Starlette's server-error layer, which answers
-                # with the application's 500 handler and lets the server log the traceback.
-                return None
-            if cls in self._handlers:
-                return self._handlers[cls]
-        return None
-
-    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        match = (
-            _CALLBACK_PATH.fullmatch(_route_path(scope))
-            if scope["type"] == "http" and scope["method"] == "POST"
-            else None
-        )
-        if match is None:
-            await self.app(scope, receive, send)
-            return
-        if not self._routes:
-            self._resolve()
-        task_id, phase = match.groups()
-        # The route, as the router would have set it: the metrics label its template.
-        scope["route"] = self._routes[phase]
-        scope["path_params"] = {"task_id": task_id}
-        request = Request(scope, receive)
-        response: Response
-        try:
-            response = await ENDPOINTS[phase](request, task_id)
-        except Exception as exc:
-            handler = self._handler_for(exc)
-            if handler is None:
-                raise
-            response = await handler(request, exc)
-        await response(scope, receive, send)
+def fast_routes() -> list[tuple[BaseRoute, Endpoint]]:
+    """The three callback routes with their endpoints, for :class:`FastPath`: a callback's
+    answer is then byte for byte what the routed endpoint would give."""
+    served = (started, heartbeat, completed)
+    return [
+        (route, _task_endpoint(route.endpoint))
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.endpoint in served
+    ]

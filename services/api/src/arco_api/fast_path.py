@@ -1,16 +1,17 @@
 """A route served ahead of FastAPI's router, for the few requests every run makes.
 
 FastAPI's route matching, dependency solving and response-model serialisation cost more
-CPU than the rest of a one-task trigger outside the database. :class:`FastPath` answers one
-method and path pattern with a plain endpoint function and passes everything else on. The
-route stays declared on its router (the OpenAPI document's), and errors are answered by the
-application's own exception handlers, so the answer is byte for byte the routed one.
+CPU than the rest of a one-task trigger or callback outside the database. :class:`FastPath`
+answers a few routes of one method with plain endpoint functions and passes everything else
+on. The routes stay declared on their routers (the OpenAPI document's), and errors are
+answered by the application's own exception handlers, so the answer is byte for byte the
+routed one.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 from fastapi import FastAPI, Request
@@ -32,23 +33,29 @@ def route_path(scope: AsgiScope) -> str:
     return path
 
 
+def _pattern(route: BaseRoute) -> re.Pattern[str]:
+    """The route's path template as the router matches it on the decoded path: literal text
+    escaped, each ``{name}`` one path segment (Starlette's default convertor)."""
+    template: str = getattr(route, "path", "")
+    return re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template)))
+
+
 class FastPath:
-    """Serves ``method`` on ``route`` (its path template, ``{name}`` one segment each, as
-    the router matches them on the decoded path) with ``endpoint``, called with the request
-    and the path parameters."""
+    """Serves ``method`` on each of ``routes`` with its endpoint, called with the request and
+    the path parameters; the first route that matches serves."""
 
     def __init__(
-        self, app: ASGIApp, *, api: FastAPI, method: str, route: BaseRoute, endpoint: Endpoint
+        self,
+        app: ASGIApp,
+        *,
+        api: FastAPI,
+        method: str,
+        routes: Sequence[tuple[BaseRoute, Endpoint]],
     ) -> None:
         self.app = app
         self._api = api
         self._method = method
-        self._route = route
-        template: str = getattr(route, "path", "")
-        # Literal text escaped, each {name} one path segment (Starlette's default convertor).
-        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
-        self._pattern = re.compile(pattern)
-        self._endpoint = endpoint
+        self._routes = [(_pattern(route), route, endpoint) for route, endpoint in routes]
         self._handlers: Mapping[Any, ExceptionHandler] | None = None
 
     def _handler_for(self, exc: Exception) -> ExceptionHandler | None:
@@ -64,23 +71,28 @@ class FastPath:
                 return self._handlers[cls]
         return None
 
+    def _match(self, scope: AsgiScope) -> tuple[BaseRoute, Endpoint, dict[str, str]] | None:
+        if scope["type"] != "http" or scope["method"] != self._method:
+            return None
+        path = route_path(scope)
+        for pattern, route, endpoint in self._routes:
+            if match := pattern.fullmatch(path):
+                return route, endpoint, match.groupdict()
+        return None
+
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        match = (
-            self._pattern.fullmatch(route_path(scope))
-            if scope["type"] == "http" and scope["method"] == self._method
-            else None
-        )
-        if match is None:
+        matched = self._match(scope)
+        if matched is None:
             await self.app(scope, receive, send)
             return
-        params = match.groupdict()
+        route, endpoint, params = matched
         # As the router would have set them: the metrics label the route's template.
-        scope["route"] = self._route
+        scope["route"] = route
         scope["path_params"] = params
         request = Request(scope, receive)
         response: Response
         try:
-            response = await self._endpoint(request, params)
+            response = await endpoint(request, params)
         except Exception as exc:
             handler = self._handler_for(exc)
             if handler is None:
