@@ -172,6 +172,11 @@ class _Answer:
     retry_after: timedelta | None = None
     final: bool = False  # retrying cannot help
 
+    @property
+    def ok(self) -> bool:
+        """The worker took the dispatch (2xx)."""
+        return self.status is not None and 200 <= self.status < 300
+
 
 Observer = Callable[[DeliveryOutcome, DeliveryClaim], None]
 
@@ -285,6 +290,7 @@ class DeliveryPump:
     async def fill(self) -> int:
         """Claim due rows for every free slot and start delivering them; returns how many."""
         self._loop = asyncio.get_running_loop()
+        self._probe()
         free = self._free()
         if free <= 0 or self._closing or self._paused():
             self._backlog = True  # rows may be waiting for a slot or for the pause to end
@@ -377,17 +383,20 @@ class DeliveryPump:
 
     def _free(self) -> int:
         """Deliveries that may start now: within the concurrency, and within the capacity
-        once a 429 taught one (which grows by one per :data:`PROBE_EVERY` while it holds
-        the pump back)."""
+        once a 429 taught one."""
         free = self.policy.concurrency - len(self._in_flight)
         if self._capacity is None:
             return free
-        outstanding = self._unanswered + len(self._held)
+        return min(free, self._capacity - self._unanswered - len(self._held))
+
+    def _probe(self) -> None:
+        """One slot more each :data:`PROBE_EVERY` while the capacity holds the pump back."""
         now = self._clock()
-        if outstanding >= self._capacity and self._probe_at is not None and now >= self._probe_at:
+        if self._capacity is None or self._probe_at is None or now < self._probe_at:
+            return
+        if self._free() <= 0:
             self._capacity += 1
             self._probe_at = now + PROBE_EVERY
-        return min(free, self._capacity - outstanding)
 
     def _capacity_bound(self) -> bool:
         return self._capacity is not None and self._free() <= 0 < len(self._held)
@@ -412,12 +421,7 @@ class DeliveryPump:
             if self._busy_until is None or until > self._busy_until:
                 self._busy_until = until
             return pause
-        if (
-            answer.status is not None
-            and 200 <= answer.status < 300
-            and self._capacity is not None
-            and self._capacity < self._regrow_to
-        ):
+        if answer.ok and self._capacity is not None and self._capacity < self._regrow_to:
             self._capacity += 1
         return None
 
@@ -477,11 +481,11 @@ class DeliveryPump:
             raise
         finally:
             self._unanswered -= 1
-        if answer.status is not None and 200 <= answer.status < 300:
+        if answer.ok:
             dispatch = claim.dispatch
             self._held.add((dispatch.run_id, dispatch.task_key, dispatch.attempt))
         busy_wait = await self._adapt(answer)
-        if answer.status is not None and 200 <= answer.status < 300:
+        if answer.status is not None and answer.ok:
             await self._record_delivered(Delivered(claim, answer.status))
             outcome = DeliveryOutcome.DELIVERED
         else:
@@ -586,7 +590,7 @@ class DeliveryPump:
     ) -> DeliveryOutcome:
         now = self._clock()
         with self._db.transaction() as session:
-            if answer.status is not None and 200 <= answer.status < 300:
+            if answer.status is not None and answer.ok:
                 record_delivered(session, self._scope, claim, now=now, status=answer.status)
                 # Not holding the row any more is fine here: the worker's /started
                 # callback usually consumes the attempt before the worker answers.
