@@ -29,6 +29,7 @@ from arco_testkit.facts import (
     outbox_rows,
     planned,
     run_task,
+    succeeded,
     task_events,
     task_states,
     trigger,
@@ -224,6 +225,23 @@ def test_completed_readies_downstream_tasks_from_one_edge_query(database: Databa
     assert len(ready) == 1
     assert ready[0].id > done.id  # the completion is recorded first
     assert counters(load_run(database, "run-1"))["succeeded"] == 1
+
+
+def test_completed_of_a_task_nothing_depends_on_sends_no_edge_query(database: Database) -> None:
+    """The locked read tells whether an edge leaves the task: a leaf of a wide run (or of a
+    graph) completes without the edge query, whether it succeeds or fails."""
+    trigger(database, "run-1", [planned("a"), planned("b", "a"), planned("c")])
+    finish(database, "run-1", "a", succeeded(), now=at(1))
+    writes = ["WITH"] if _postgres(database) else ["UPDATE", "UPDATE"]
+    for key, outcome in (("b", "SUCCEEDED"), ("c", "FAILED")):
+        run_task(database, "run-1", key, now=at(2))
+        extra = {"error": {"category": "USER_CODE", "message": "boom", "retryable": False}}
+        body = completed_body(database, "run-1", key, outcome, **(extra if key == "c" else {}))
+        result, sent = completed(database, "run-1", key, body)
+        assert (result.status, result.applied) == (200, True)
+        assert sent == ["SELECT", "INSERT", *writes]
+    assert task_states(database, "run-1") == {"a": "SUCCEEDED", "b": "SUCCEEDED", "c": "FAILED"}
+    assert load_run(database, "run-1").state == RunState.FAILED
 
 
 def test_a_failure_skips_a_diamond_once_per_task(database: Database) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     inspect,
@@ -37,7 +38,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from arco_envelope import DEFAULT_WORKER_QUEUE
 from arco_orchestration.facts.keysets import key_match, key_params, pair_match, pair_params
-from arco_orchestration.models import DispatchOutbox, Run, Task, TaskEvent
+from arco_orchestration.models import DispatchOutbox, Run, Task, TaskDependency, TaskEvent
 from arco_orchestration.scope import Scope
 from arco_orchestration.states import OutboxStatus
 
@@ -136,11 +137,17 @@ _CALLBACK_TASK_COLUMNS = (
 )
 
 
-def _run_with_task(*, lock: bool) -> Select[Run, Task]:
+def _run_with_task(*, lock: bool) -> Select[Run, Task, bool]:
     tenant: BindParameter[str] = bindparam("tenant_id")
     workspace: BindParameter[str] = bindparam("workspace_id")
+    # Whether the task has outgoing edges: a completion then skips its edge query (a
+    # round trip under the run lock) for a task nothing depends on, the common case in a
+    # wide run. Edges are written with their run's tasks and never added later.
+    downstream = exists().where(
+        TaskDependency.run_id == Run.run_id, TaskDependency.upstream_key == Task.task_key
+    )
     stmt = (
-        select(Run, Task)
+        select(Run, Task, downstream)
         .join(Task, Task.run_id == Run.run_id)
         .where(
             Run.run_id == bindparam("run_id"),
@@ -177,7 +184,21 @@ def run_with_task(
         "workspace_id": scope.workspace_id,
     }
     row = session.execute(_RUN_WITH_TASK[lock], params).one_or_none()
-    return None if row is None else (row[0], row[1])
+    if row is None:
+        return None
+    if not row[2]:
+        session.info.setdefault(_WITHOUT_DOWNSTREAM, set()).add((run_id, task_key))
+    return row[0], row[1]
+
+
+_WITHOUT_DOWNSTREAM = "arco_tasks_without_downstream"
+
+
+def known_without_downstream(session: Session, run_id: str, task_key: str) -> bool:
+    """Whether this transaction's :func:`run_with_task` found that no edge leaves the task
+    (``False`` when it did not read the task: ask the database then)."""
+    known: set[tuple[str, str]] = session.info.get(_WITHOUT_DOWNSTREAM, set())
+    return (run_id, task_key) in known
 
 
 def get_task(session: Session, scope: Scope, run_id: str, task_key: str) -> Task | None:
