@@ -12,8 +12,6 @@ database of its own that is never analyzed."""
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, cast
@@ -24,11 +22,10 @@ from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from arco_orchestration import delivery, facts
-from arco_orchestration.db import Database, make_engine
-from arco_orchestration.migrate import upgrade
-from arco_stack.databases import drop_postgres_database, recreate_postgres_database
+from arco_orchestration.db import Database
 from arco_testkit.clock import T0
 from arco_testkit.facts import dispatch, enqueue, planned, succeeded
+from arco_testkit.plugin import own_postgres_database, without_autovacuum
 from arco_testkit.values import SCOPE
 
 pytestmark = pytest.mark.postgres
@@ -45,15 +42,13 @@ PAGES_PER_KEY = 12
 @pytest.fixture(scope="module")
 def unanalyzed() -> Iterator[Database]:
     """A database of this module's own, filled and never analyzed."""
-    server = os.environ.get("ARCO_TEST_DATABASE_URL", "").strip()
-    if not server:
-        pytest.skip("PostgreSQL tests need ARCO_TEST_DATABASE_URL")
-    name = f"arco_plans_{uuid.uuid4().hex[:12]}"
-    url = recreate_postgres_database(server, name)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    database = Database.from_url(url)
+    with own_postgres_database("arco_plans") as database:
+        without_autovacuum(database)
+        _fill(database)
+        yield database
+
+
+def _fill(database: Database) -> None:
     with database.transaction() as session:
         for index in range(RUNS):
             facts.trigger_run(
@@ -89,9 +84,6 @@ def unanalyzed() -> Iterator[Database]:
     for index in range(5):
         requested = dispatch(database, f"run-{index:05d}", f"asset.a{index % ASSETS}", now=T0)
         enqueue(database, requested.dispatch_id, now=T0, push_delivery=True)
-    yield database
-    database.dispose()
-    drop_postgres_database(server, name)
 
 
 def _recorded(database: Database, work: Callable[[Session], Any]) -> list[tuple[str, Any]]:
