@@ -376,6 +376,8 @@ def test_callback_events_are_timed_from_server_receipt_not_worker_clocks(
     attempt = timed.dispatch(timed.run())
     worker_time = format_timestamp(clock.now + timedelta(days=skew_days))
     assert timed.started(attempt, body=attempt.body(startedAt=worker_time)).status_code == 200
+    beat = timed.callback("heartbeat", attempt, attempt.body(heartbeatAt=worker_time))
+    assert beat.status_code == 200
     clock.advance(5)
     body = attempt.body(outcome="SUCCEEDED", completedAt=worker_time)
     assert timed.callback("completed", attempt, body).status_code == 200
@@ -385,6 +387,7 @@ def test_callback_events_are_timed_from_server_receipt_not_worker_clocks(
     assert times["completed"] == clock.now
     metrics = client.get("/metrics").text
     assert 'arco_api_worker_clock_skew_total{phase="started"} 1.0' in metrics
+    assert 'arco_api_worker_clock_skew_total{phase="heartbeat"} 1.0' in metrics
     assert 'arco_api_worker_clock_skew_total{phase="completed"} 1.0' in metrics
 
 

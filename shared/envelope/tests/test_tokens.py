@@ -29,6 +29,7 @@ from arco_envelope.tokens import (
     TaskTokenClaims,
     TaskTokenConfig,
     TaskTokenConfigError,
+    TaskTokenVerifier,
     mint_task_token,
     validate_for_dispatch,
     verify_task_token,
@@ -856,3 +857,55 @@ def test_defaults_match_the_contract() -> None:
         TaskTokenConfig(secret=SECRET, issuer=ISSUER, audience=AUDIENCE),
         DEFAULT_DISPATCH_TASK_TIMEOUT_SECONDS,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# TaskTokenVerifier: the API's remembered verifications answer as verify_task_token does
+
+
+def _verifier_reason(
+    verifier: TaskTokenVerifier, config: TaskTokenConfig, token: str, now: datetime
+) -> str:
+    with pytest.raises(InvalidTaskToken) as excinfo:
+        verifier.verify(config, token, now=now)
+    return excinfo.value.reason
+
+
+def test_verifier_checks_the_time_again_on_a_remembered_token() -> None:
+    verifier = TaskTokenVerifier()
+    token, _ = _mint(CONFIG)
+    assert verifier.verify(CONFIG, token, now=NOW) == verify_task_token(CONFIG, token, now=NOW)
+    # Remembered now: exp and nbf are still checked, at their exact boundaries, either way
+    # the clock goes.
+    assert verifier.verify(CONFIG, token, now=_at(NOW_TS + 3600 + 60)).exp == NOW_TS + 3600
+    assert _verifier_reason(verifier, CONFIG, token, _at(NOW_TS + 3600 + 61)) == (
+        "ExpiredSignature"
+    )
+    assert verifier.verify(CONFIG, token, now=_at(NOW_TS - 60)).nbf == NOW_TS
+    assert _verifier_reason(verifier, CONFIG, token, _at(NOW_TS - 61)) == "ImmatureSignature"
+    with pytest.raises(ValueError, match="timezone-aware"):
+        verifier.verify(CONFIG, token, now=datetime(2026, 1, 1))
+
+
+def test_verifier_checks_a_token_again_under_another_config() -> None:
+    verifier = TaskTokenVerifier()
+    token, _ = _mint(CONFIG)
+    verifier.verify(CONFIG, token, now=NOW)
+    other = TaskTokenConfig(secret="another-secret", issuer=ISSUER, audience=AUDIENCE)
+    assert _verifier_reason(verifier, other, token, NOW) == "InvalidSignature"
+    assert _verifier_reason(verifier, PLAIN_CONFIG, token, NOW) == "InvalidAudience"
+
+
+def test_verifier_keeps_only_tokens_that_verified_and_at_most_its_size() -> None:
+    verifier = TaskTokenVerifier(size=2)
+    token, _ = _mint(CONFIG)
+    late = _at(NOW_TS + 3600 + 61)
+    assert _verifier_reason(verifier, CONFIG, token, late) == "ExpiredSignature"
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BA")
+    verifier.verify(CONFIG, token, now=NOW)
+    assert _verifier_reason(verifier, CONFIG, tampered, NOW) == "InvalidSignature"
+    others = [_mint(CONFIG, run_id=f"run-{n}")[0] for n in range(2)]
+    for other in others:
+        verifier.verify(CONFIG, other, now=NOW)
+    assert token not in verifier._verified
+    assert list(verifier._verified) == others

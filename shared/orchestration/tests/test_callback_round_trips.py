@@ -29,6 +29,7 @@ from arco_testkit.facts import (
     outbox_rows,
     planned,
     run_task,
+    succeeded,
     task_events,
     task_states,
     trigger,
@@ -62,6 +63,10 @@ def counted(database: Database, work: Callable[[Session], Result]) -> tuple[Resu
     with statements(database) as sent, database.transaction() as session:
         result = work(session)
     return result, sent
+
+
+def _postgres(database: Database) -> bool:
+    return database.engine.dialect.name == "postgresql"
 
 
 def started_body(database: Database, run_id: str, key: str) -> TaskStartedRequest:
@@ -111,8 +116,10 @@ def test_started_sends_four_statements_and_a_repeat_writes_nothing(database: Dat
 
     result, sent = started(database, "run-1", "a", body)
     assert (result.status, result.applied) == (200, True)
-    # Run and task in one locked read, the keyed event, the task row, the consumed outbox row.
-    assert sent == ["SELECT", "INSERT", "UPDATE", "DELETE"]
+    # Run and task in one locked read, the keyed event, the task row and the consumed outbox
+    # row (one statement on PostgreSQL: the DELETE rides on the UPDATE as a CTE).
+    writes = ["WITH"] if _postgres(database) else ["UPDATE", "DELETE"]
+    assert sent == ["SELECT", "INSERT", *writes]
     (started_event,) = task_events(database, "run-1", "a", "started")
     assert (started_event.from_state, started_event.to_state) == ("DISPATCHED", "RUNNING")
     assert started_event.detail == {"workerId": "w-1"}
@@ -134,8 +141,10 @@ def test_completed_of_a_one_task_run_sends_four_statements(database: Database) -
 
     result, sent = completed(database, "run-1", "a", body)
     assert (result.status, result.applied) == (200, True)
-    # No edge query (one task), no outbox delete (RUNNING), each row written once.
-    assert sent == ["SELECT", "INSERT", "UPDATE", "UPDATE"]
+    # No edge query (one task), no outbox delete (RUNNING), each row written once (both in
+    # one statement on PostgreSQL: the run's UPDATE rides on the task's as a CTE).
+    writes = ["WITH"] if _postgres(database) else ["UPDATE", "UPDATE"]
+    assert sent == ["SELECT", "INSERT", *writes]
     task = load_task(database, "run-1", "a")
     assert (task.state, task.completed_at, task.heartbeat_deadline) == (
         TaskState.SUCCEEDED,
@@ -216,6 +225,23 @@ def test_completed_readies_downstream_tasks_from_one_edge_query(database: Databa
     assert len(ready) == 1
     assert ready[0].id > done.id  # the completion is recorded first
     assert counters(load_run(database, "run-1"))["succeeded"] == 1
+
+
+def test_completed_of_a_task_nothing_depends_on_sends_no_edge_query(database: Database) -> None:
+    """The locked read tells whether an edge leaves the task: a leaf of a wide run (or of a
+    graph) completes without the edge query, whether it succeeds or fails."""
+    trigger(database, "run-1", [planned("a"), planned("b", "a"), planned("c")])
+    finish(database, "run-1", "a", succeeded(), now=at(1))
+    writes = ["WITH"] if _postgres(database) else ["UPDATE", "UPDATE"]
+    for key, outcome in (("b", "SUCCEEDED"), ("c", "FAILED")):
+        run_task(database, "run-1", key, now=at(2))
+        extra = {"error": {"category": "USER_CODE", "message": "boom", "retryable": False}}
+        body = completed_body(database, "run-1", key, outcome, **(extra if key == "c" else {}))
+        result, sent = completed(database, "run-1", key, body)
+        assert (result.status, result.applied) == (200, True)
+        assert sent == ["SELECT", "INSERT", *writes]
+    assert task_states(database, "run-1") == {"a": "SUCCEEDED", "b": "SUCCEEDED", "c": "FAILED"}
+    assert load_run(database, "run-1").state == RunState.FAILED
 
 
 def test_a_failure_skips_a_diamond_once_per_task(database: Database) -> None:

@@ -14,7 +14,13 @@ from sqlalchemy import event, text
 from arco_envelope import TaskCompletedRequest, callback_task_id
 from arco_orchestration import callbacks, facts
 from arco_orchestration.db import Database
-from arco_orchestration.facts.store import drop_outbox, new_outbox_row, write_row
+from arco_orchestration.facts.store import (
+    drop_outbox,
+    new_outbox_row,
+    write_row,
+    write_rows,
+    write_task_dropping_outbox,
+)
 from arco_orchestration.facts.transitions import TaskTransition, transition
 from arco_orchestration.models import Run, Task
 from arco_testkit.clock import at
@@ -147,3 +153,68 @@ def test_dropping_the_outbox_sends_pending_outbox_rows_first(database: Database)
         new_outbox_row(session, task, dispatch_id="d-1", attempt=1, attempt_id="x", now=at(0))
         drop_outbox(session, task)
     assert outbox_rows(database, "run-1") == []
+
+
+def _writes(database: Database) -> int:
+    return 1 if database.engine.dialect.name == "postgresql" else 2
+
+
+def test_run_and_task_written_together_keep_their_own_values(database: Database) -> None:
+    """Both tables have ``state``, ``completed_at`` and ``row_version``: each row must get
+    its own value (on PostgreSQL they go in one statement)."""
+    trigger(database, "run-1", [planned("a"), planned("b")])
+    with statements(database) as sent, database.transaction() as session:
+        run, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        run.completed_at, run.row_version = at(7), run.row_version + 10
+        task.completed_at, task.row_version = at(9), task.row_version + 20
+        task.state = "DISPATCHED"  # a column of both tables that the run leaves unchanged
+        run.tasks_completed += 1
+        write_rows(session, run, task)
+        assert run not in session.dirty
+        assert task not in session.dirty
+        written = list(sent)
+    assert len(written) == 1 + _writes(database)
+    stored_run, stored_task = load_run(database, "run-1"), load_task(database, "run-1", "a")
+    assert (stored_run.completed_at, stored_run.row_version) == (at(7), run.row_version)
+    assert stored_run.tasks_completed == 1
+    assert (stored_task.completed_at, stored_task.row_version) == (at(9), task.row_version)
+    assert (stored_run.state, stored_task.state) == ("RUNNING", "DISPATCHED")
+    assert load_task(database, "run-1", "b").completed_at is None
+
+
+def test_write_rows_with_one_row_changed_writes_that_row(database: Database) -> None:
+    trigger(database, "run-1", [planned("a")])
+    for changed in ("run", "task"):
+        with statements(database) as sent, database.transaction() as session:
+            run, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+            (run if changed == "run" else task).completed_at = at(3)
+            write_rows(session, run, task)
+        assert sent == ["SELECT", "UPDATE"]
+    assert load_run(database, "run-1").completed_at == at(3)
+    assert load_task(database, "run-1", "a").completed_at == at(3)
+
+
+def test_writing_a_task_drops_its_consumed_outbox_rows(database: Database) -> None:
+    trigger(database, "run-1", [planned("a"), planned("b")])
+    dispatch(database, "run-1", "a", now=at(0))
+    dispatch(database, "run-1", "b", now=at(0))
+    with statements(database) as sent, database.transaction() as session:
+        _, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        transition(task, TaskTransition.START)
+        write_task_dropping_outbox(session, task, through_attempt=task.attempt)
+    assert len(sent) == 1 + _writes(database)
+    assert load_task(database, "run-1", "a").state == "RUNNING"
+    assert [row.task_key for row in outbox_rows(database, "run-1")] == ["b"]
+
+
+def test_writing_a_task_drops_outbox_rows_still_pending_in_the_session(
+    database: Database,
+) -> None:
+    trigger(database, "run-1", [planned("a")])
+    with database.transaction() as session:
+        _, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        new_outbox_row(session, task, dispatch_id="d-1", attempt=1, attempt_id="x", now=at(0))
+        task.completed_at = at(1)
+        write_task_dropping_outbox(session, task, through_attempt=1)
+    assert outbox_rows(database, "run-1") == []
+    assert load_task(database, "run-1", "a").completed_at == at(1)

@@ -11,7 +11,7 @@ from fastapi import Request
 from arco_api.auth import UserAuthenticator
 from arco_api.metrics import ApiMetrics
 from arco_api.settings import ApiSettings
-from arco_envelope.tokens import TaskTokenConfig
+from arco_envelope.tokens import TaskTokenConfig, TaskTokenVerifier
 from arco_orchestration.db import Database
 
 
@@ -27,6 +27,8 @@ class ApiContext:
     task_tokens: TaskTokenConfig
     metrics: ApiMetrics
     clock: Callable[[], datetime] = field(default=utc_now)
+    # Verified task tokens, for the callbacks (each sends its attempt's token again).
+    task_token_verifier: TaskTokenVerifier = field(default_factory=TaskTokenVerifier)
 
 
 def api_context(request: Request) -> ApiContext:

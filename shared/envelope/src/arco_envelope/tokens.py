@@ -233,6 +233,15 @@ def mint_task_token(
     return token, moment + timedelta(seconds=config.ttl_seconds)
 
 
+def _check_times(claims: TaskTokenClaims, now: datetime | None) -> None:
+    """The checks of a token that depend on the time: ``exp`` then ``nbf``, 60 s leeway."""
+    current = math.floor(_utc_now(now).timestamp())
+    if claims.exp < current - LEEWAY_SECONDS:
+        raise InvalidTaskToken("ExpiredSignature")
+    if claims.nbf is not None and claims.nbf > current + LEEWAY_SECONDS:
+        raise InvalidTaskToken("ImmatureSignature")
+
+
 def _verify_signature(config: TaskTokenConfig, token: str) -> bytes:
     segments = token.split(".")
     if len(segments) != 3:
@@ -276,11 +285,7 @@ def verify_task_token(
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "claims"
         raise InvalidTaskToken("Json", f"JSON error: {where}: {first['msg']}") from None
-    current = math.floor(_utc_now(now).timestamp())
-    if claims.exp < current - LEEWAY_SECONDS:
-        raise InvalidTaskToken("ExpiredSignature")
-    if claims.nbf is not None and claims.nbf > current + LEEWAY_SECONDS:
-        raise InvalidTaskToken("ImmatureSignature")
+    _check_times(claims, now)
     if not _blank(config.issuer):
         if claims.iss is None:
             raise InvalidTaskToken("MissingRequiredClaim", "Missing required claim: iss")
@@ -291,3 +296,40 @@ def verify_task_token(
     if claims.aud is None and not _blank(config.audience):
         raise InvalidTaskToken("MissingRequiredClaim", "Missing required claim: aud")
     return claims
+
+
+VERIFIED_TASK_TOKENS = 4096
+
+
+class TaskTokenVerifier:
+    """:func:`verify_task_token` that remembers the claims of tokens that passed every check.
+
+    A worker sends the same token at ``/started``, each heartbeat and ``/completed``, and
+    decoding, the HMAC and the claim schema cost a callback more CPU than its HTTP handling.
+    For one token and one config, only the time checks (``exp``, ``nbf``) can answer
+    differently later, so a hit runs those alone, in the same order and with the same
+    errors; every other check gave the same answer when the token was stored. Only tokens
+    that verified are kept (only the signer can fill it), at most ``size``, oldest first
+    out; a different config empties it. Not locked: the API calls it from its event loop.
+    """
+
+    def __init__(self, size: int = VERIFIED_TASK_TOKENS) -> None:
+        self._size = size
+        self._config: TaskTokenConfig | None = None
+        self._verified: dict[str, TaskTokenClaims] = {}
+
+    def verify(
+        self, config: TaskTokenConfig, token: str, *, now: datetime | None = None
+    ) -> TaskTokenClaims:
+        if config is not self._config:
+            self._verified.clear()
+            self._config = config
+        claims = self._verified.get(token)
+        if claims is not None:
+            _check_times(claims, now)
+            return claims
+        claims = verify_task_token(config, token, now=now)
+        if len(self._verified) >= self._size:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = claims
+        return claims

@@ -73,9 +73,6 @@ def resolve_task(
     session: Session, scope: Scope, path_task_id: str, run_scope: str | None
 ) -> ResolvedTask | CallbackResult:
     """Resolve the path ``taskId`` (section 5.6): a ``ct1_`` id, or a legacy task key."""
-    not_found = callback_error(
-        CallbackErrorCode.TASK_NOT_FOUND, f"Task not found: {path_task_id}", 404
-    )
     try:
         run_id, task_key = parse_callback_task_id(path_task_id)
     except InvalidCallbackTaskId:
@@ -92,7 +89,7 @@ def resolve_task(
         )
         runs = list(session.scalars(stmt))
         if not runs:
-            return not_found
+            return _not_found(path_task_id)
         if len(runs) > 1:
             return callback_error(
                 CallbackErrorCode.TASK_ID_AMBIGUOUS,
@@ -101,8 +98,13 @@ def resolve_task(
             )
         return ResolvedTask(runs[0], path_task_id)
     if run_scope is not None and run_id != run_scope:
-        return not_found
+        return _not_found(path_task_id)
     return ResolvedTask(run_id, task_key)
+
+
+def _not_found(path_task_id: str) -> CallbackResult:
+    # Made when needed: two per callback, built up front, cost more than the check itself.
+    return callback_error(CallbackErrorCode.TASK_NOT_FOUND, f"Task not found: {path_task_id}", 404)
 
 
 def token_scope_problem(
@@ -142,12 +144,9 @@ def _load(
     )
     if isinstance(resolved, CallbackResult):
         return resolved
-    not_found = callback_error(
-        CallbackErrorCode.TASK_NOT_FOUND, f"Task not found: {path_task_id}", 404
-    )
     found = run_with_task(session, scope, resolved.run_id, resolved.task_key, lock=lock)
     if found is None:
-        return not_found
+        return _not_found(path_task_id)
     run, task = found
     if claims is not None and (problem := token_scope_problem(claims, scope, task, path_task_id)):
         return invalid_token(problem)

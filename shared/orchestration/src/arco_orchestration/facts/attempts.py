@@ -24,7 +24,8 @@ from arco_orchestration.facts.store import (
     drop_outbox,
     insert_keyed_event,
     notify_dispatcher,
-    write_row,
+    write_rows,
+    write_task_dropping_outbox,
 )
 from arco_orchestration.facts.transitions import (
     TASK_TRANSITIONS,
@@ -62,8 +63,7 @@ def apply_started(session: Session, run: Run, task: Task, *, worker_id: str, now
     task.started_at = now
     task.last_heartbeat_at = None
     task.heartbeat_deadline = _deadline(task, now)
-    write_row(session, task)
-    drop_outbox(session, task, through_attempt=task.attempt)
+    write_task_dropping_outbox(session, task, through_attempt=task.attempt)
     return True
 
 
@@ -238,6 +238,5 @@ def apply_completion(
             else:
                 cascade(session, run, task, now)
         finish_run_if_done(run, now)
-        write_row(session, run)
-        write_row(session, task)
+        write_rows(session, run, task)
     return True

@@ -12,7 +12,13 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from arco_orchestration.facts.store import EventKind, add_event, drop_outbox, notify_dispatcher
+from arco_orchestration.facts.store import (
+    EventKind,
+    add_event,
+    drop_outbox,
+    known_without_downstream,
+    notify_dispatcher,
+)
 from arco_orchestration.facts.transitions import (
     RunTransition,
     TaskTransition,
@@ -80,8 +86,9 @@ def _edges_from(
 ) -> list[tuple[TaskDependency, Task | None]]:
     """The outgoing edges of ``upstream_key`` with their downstream tasks, in one query
     (rows already in the session keep their unflushed changes)."""
-    if run.tasks_total <= 1:
-        # Edges join two tasks of one run: a one-task run has none, so skip the round trip.
+    if run.tasks_total <= 1 or known_without_downstream(session, run.run_id, upstream_key):
+        # Edges join two tasks of one run: a one-task run has none, and the callback's
+        # locked read tells whether its task has any; either way skip the round trip.
         return []
     stmt = (
         select(TaskDependency, Task)

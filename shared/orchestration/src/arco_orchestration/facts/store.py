@@ -23,8 +23,11 @@ from sqlalchemy import (
     Update,
     bindparam,
     delete,
+    exists,
+    func,
     insert,
     inspect,
+    literal_column,
     select,
     text,
     update,
@@ -35,7 +38,14 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from arco_envelope import DEFAULT_WORKER_QUEUE
 from arco_orchestration.facts.keysets import key_match, key_params, pair_match, pair_params
-from arco_orchestration.models import DispatchOutbox, Run, Task, TaskEvent, key_scope
+from arco_orchestration.models import (
+    DispatchOutbox,
+    Run,
+    Task,
+    TaskDependency,
+    TaskEvent,
+    key_scope,
+)
 from arco_orchestration.scope import Scope
 from arco_orchestration.states import OutboxStatus
 
@@ -124,11 +134,17 @@ _CALLBACK_TASK_COLUMNS = (
 )
 
 
-def _run_with_task(*, lock: bool) -> Select[Run, Task]:
+def _run_with_task(*, lock: bool) -> Select[Run, Task, bool]:
     tenant: BindParameter[str] = bindparam("tenant_id")
     workspace: BindParameter[str] = bindparam("workspace_id")
+    # Whether the task has outgoing edges: a completion then skips its edge query (a
+    # round trip under the run lock) for a task nothing depends on, the common case in a
+    # wide run. Edges are written with their run's tasks and never added later.
+    downstream = exists().where(
+        TaskDependency.run_id == Run.run_id, TaskDependency.upstream_key == Task.task_key
+    )
     stmt = (
-        select(Run, Task)
+        select(Run, Task, downstream)
         .join(Task, Task.run_id == Run.run_id)
         .where(
             Run.run_id == bindparam("run_id"),
@@ -163,7 +179,21 @@ def run_with_task(
         "workspace_id": scope.workspace_id,
     }
     row = session.execute(_RUN_WITH_TASK[lock], params).one_or_none()
-    return None if row is None else (row[0], row[1])
+    if row is None:
+        return None
+    if not row[2]:
+        session.info.setdefault(_WITHOUT_DOWNSTREAM, set()).add((run_id, task_key))
+    return row[0], row[1]
+
+
+_WITHOUT_DOWNSTREAM = "arco_tasks_without_downstream"
+
+
+def known_without_downstream(session: Session, run_id: str, task_key: str) -> bool:
+    """Whether this transaction's :func:`run_with_task` found that no edge leaves the task
+    (``False`` when it did not read the task: ask the database then)."""
+    known: set[tuple[str, str]] = session.info.get(_WITHOUT_DOWNSTREAM, set())
+    return (run_id, task_key) in known
 
 
 def get_task(session: Session, scope: Scope, run_id: str, task_key: str) -> Task | None:
@@ -465,38 +495,46 @@ def lock_outbox_row(session: Session, scope: Scope, dispatch_id: str) -> Dispatc
 
 # One UPDATE per table and set of changed columns, built at its first use: a fact changes the
 # same columns of a row every time it applies, so there are a handful of them.
-_WRITES: dict[tuple[str, frozenset[str]], Update] = {}
+_WRITES: dict[tuple[str, frozenset[str], str], Update] = {}
 
 
-def _write_param(column: ColumnElement[Any]) -> BindParameter[Any]:
+def _write_param(column: ColumnElement[Any], name: str | None = None) -> BindParameter[Any]:
     if isinstance(column.type, JSON):
         # ``None`` as SQL NULL, as a row created without that value holds it (the column
         # may not have been loaded, so an unchanged ``None`` cannot be told apart).
-        return bindparam(column.key, type_=JSON(none_as_null=True))
-    return bindparam(column.key)
+        return bindparam(name or column.key, type_=JSON(none_as_null=True))
+    return bindparam(name or column.key)
 
 
-def _write_statement(table: Table, columns: frozenset[str]) -> Update:
-    key = (table.name, columns)
+def _write_statement(table: Table, columns: frozenset[str], prefix: str = "") -> Update:
+    """The UPDATE of ``columns`` of a ``table`` row; each parameter is named after its column,
+    with ``prefix`` (and ``pk_`` for the key)."""
+    key = (table.name, columns, prefix)
     stmt = _WRITES.get(key)
     if stmt is None:
         stmt = (
             update(table)
-            .where(*(column == bindparam(f"pk_{column.key}") for column in table.primary_key))
-            .values({name: _write_param(table.c[name]) for name in sorted(columns)})
+            .where(
+                *(column == bindparam(f"{prefix}pk_{column.key}") for column in table.primary_key)
+            )
+            .values(
+                {name: _write_param(table.c[name], f"{prefix}{name}") for name in sorted(columns)}
+            )
         )
         _WRITES[key] = stmt
     return stmt
 
 
-def write_row(session: Session, row: Run | Task) -> None:
-    """Write the columns changed on a loaded ``row`` with one Core ``UPDATE`` now, and mark
-    the row clean: what the session's flush would send for it, without the unit of work
-    (ordering the session's objects, collecting each one's history), which costs a callback
-    more CPU than the statement. The row must be locked by this transaction."""
+_Pending = tuple["InstanceState[Run | Task]", dict[str, Any], frozenset[str]]
+
+
+def _pending_write(session: Session, row: Run | Task) -> _Pending | None:
+    """The row's state, the parameters of its UPDATE (changed columns and ``pk_`` keys) and
+    the changed columns; ``None`` when there is nothing to write (nothing changed: the row
+    is marked clean, or a new row, which the flush inserts)."""
     state = cast("InstanceState[Run | Task]", inspect(row))
     if not state.committed_state or not state.persistent:
-        return  # nothing changed, or a new row (the flush inserts it)
+        return None
     values = state.dict
     # As the flush does, a column set to the value it had is left out: a JSON column's
     # ``None`` would otherwise turn SQL NULL into JSON null.
@@ -506,13 +544,133 @@ def write_row(session: Session, row: Run | Task) -> None:
         if old is LoaderCallableStatus.NO_VALUE or old != values[name]
     }
     changed = frozenset(params)
-    table = cast(Table, type(row).__table__)
-    for column in table.primary_key:
+    if not changed:
+        # What the flush does to a written row: no pending changes, not dirty.
+        state._commit_all(values, session.identity_map)
+        return None
+    for column in cast(Table, type(row).__table__).primary_key:
         params[f"pk_{column.key}"] = values[column.key]
-    if changed:
-        # On the connection: the session's execute would autoflush, the flush this avoids.
-        result = session.connection().execute(_write_statement(table, changed), params)
-        if getattr(result, "rowcount", 1) != 1:
-            raise StaleDataError(f"{table.name} row {state.identity} is gone")
-    # What the flush does to a written row: no pending changes, not dirty.
-    state._commit_all(values, session.identity_map)
+    return state, params, changed
+
+
+def _check_written(result: Any, table: Table, state: InstanceState[Run | Task]) -> None:
+    if getattr(result, "rowcount", 1) != 1:
+        raise StaleDataError(f"{table.name} row {state.identity} is gone")
+
+
+def write_row(session: Session, row: Run | Task) -> None:
+    """Write the columns changed on a loaded ``row`` with one Core ``UPDATE`` now, and mark
+    the row clean: what the session's flush would send for it, without the unit of work
+    (ordering the session's objects, collecting each one's history), which costs a callback
+    more CPU than the statement. The row must be locked by this transaction."""
+    pending = _pending_write(session, row)
+    if pending is None:
+        return
+    state, params, changed = pending
+    table = cast(Table, type(row).__table__)
+    # On the connection: the session's execute would autoflush, the flush this avoids.
+    result = session.connection().execute(_write_statement(table, changed), params)
+    _check_written(result, table, state)
+    state._commit_all(state.dict, session.identity_map)
+
+
+# The PostgreSQL statements that send a callback's last writes at once (see write_rows and
+# write_task_dropping_outbox): a writable CTE runs with the UPDATE it is attached to, one
+# round trip and one statement execution instead of two. Built at first use, like _WRITES.
+# Their parameters are prefixed: SQLAlchemy takes an execution parameter named like a column
+# of a CTE's UPDATE for that column, and runs and tasks share column names (state, ...).
+_JOINT_WRITES: dict[tuple[frozenset[str], frozenset[str]], Update] = {}
+_WRITE_DROPPING_OUTBOX: dict[frozenset[str], Update] = {}
+_RUN, _TASK, _OUTBOX = "run_", "task_", "outbox_"
+
+
+def _prefixed(prefix: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}{name}": value for name, value in params.items()}
+
+
+def _joint_write(run_columns: frozenset[str], task_columns: frozenset[str]) -> Update:
+    key = (run_columns, task_columns)
+    stmt = _JOINT_WRITES.get(key)
+    if stmt is None:
+        runs = cast(Table, Run.__table__)
+        run_write = (
+            _write_statement(runs, run_columns, _RUN).returning(runs.c.run_id).cte("run_write")
+        )
+        # The task row is written only if the run row was: one count of 1 checks both.
+        written = select(func.count()).select_from(run_write).scalar_subquery()
+        task_write = _write_statement(cast(Table, Task.__table__), task_columns, _TASK)
+        stmt = task_write.where(written == literal_column("1"))
+        _JOINT_WRITES[key] = stmt
+    return stmt
+
+
+def write_rows(session: Session, run: Run, task: Task) -> None:
+    """``write_row(run)`` then ``write_row(task)``; on PostgreSQL one statement when both
+    changed (a callback's completion writes both while it holds the run lock, so each
+    round trip saved there is one less for every other callback of the run to wait)."""
+    if session.get_bind().dialect.name != "postgresql":
+        write_row(session, run)
+        write_row(session, task)
+        return
+    run_pending = _pending_write(session, run)
+    if run_pending is None:
+        write_row(session, task)
+        return
+    task_pending = _pending_write(session, task)
+    if task_pending is None:
+        write_row(session, run)
+        return
+    (run_state, run_params, run_changed) = run_pending
+    (task_state, task_params, task_changed) = task_pending
+    stmt = _joint_write(run_changed, task_changed)
+    params = {**_prefixed(_RUN, run_params), **_prefixed(_TASK, task_params)}
+    result = session.connection().execute(stmt, params)
+    _check_written(result, cast(Table, Task.__table__), task_state)
+    run_state._commit_all(run_state.dict, session.identity_map)
+    task_state._commit_all(task_state.dict, session.identity_map)
+
+
+def _write_dropping_outbox(task_columns: frozenset[str]) -> Update:
+    stmt = _WRITE_DROPPING_OUTBOX.get(task_columns)
+    if stmt is None:
+        table = cast(Table, DispatchOutbox.__table__)
+        dropped = (
+            delete(table)
+            .where(
+                table.c.run_id == bindparam(f"{_OUTBOX}run_id"),
+                table.c.task_key == bindparam(f"{_OUTBOX}task_key"),
+                table.c.attempt <= bindparam(f"{_OUTBOX}through_attempt"),
+            )
+            .cte("outbox_drop")
+        )
+        # Unreferenced, it still runs: PostgreSQL runs every data-modifying CTE to completion.
+        task_write = _write_statement(cast(Table, Task.__table__), task_columns, _TASK)
+        stmt = task_write.add_cte(dropped)
+        _WRITE_DROPPING_OUTBOX[task_columns] = stmt
+    return stmt
+
+
+def write_task_dropping_outbox(session: Session, task: Task, *, through_attempt: int) -> None:
+    """``write_row(task)`` then ``drop_outbox(session, task, through_attempt=...)``; on
+    PostgreSQL one statement, when the session has no other change the DELETE should see
+    first (a new or changed outbox row: drop_outbox flushes those before it deletes)."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if not postgres or session.new or any(row is not task for row in session.dirty):
+        write_row(session, task)
+        drop_outbox(session, task, through_attempt=through_attempt)
+        return
+    pending = _pending_write(session, task)
+    if pending is None:
+        drop_outbox(session, task, through_attempt=through_attempt)
+        return
+    state, task_params, changed = pending
+    params = _prefixed(_TASK, task_params)
+    params.update(
+        _prefixed(
+            _OUTBOX,
+            {"run_id": task.run_id, "task_key": task.task_key, "through_attempt": through_attempt},
+        )
+    )
+    result = session.connection().execute(_write_dropping_outbox(changed), params)
+    _check_written(result, cast(Table, Task.__table__), state)
+    state._commit_all(state.dict, session.identity_map)
