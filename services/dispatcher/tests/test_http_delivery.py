@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -440,6 +441,52 @@ def test_recording_a_delivery_whose_row_is_consumed_takes_no_run_lock(
             session.execute(text("SET LOCAL lock_timeout = '5s'"))
             recorded = record_deliveries(session, SCOPE, [Delivered(claim, 202)], now=clock())
     assert recorded == set()
+
+
+def test_a_delivery_whose_row_is_consumed_opens_no_session(
+    database: Database,
+    worker: RecordingWorker,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pump's claim and the record of a 2xx whose row /started consumed meanwhile (the
+    usual case) are Core statements on bare connections: no ORM session is opened. A row
+    still held is recorded DELIVERED, in a session."""
+    [consumed] = queue_tasks(database, ["consumed"])
+
+    def started_then_accepted(request: ReceivedDispatch) -> Answer:
+        if request.envelope.dispatch_id == consumed:  # the worker's /started came first
+            with database.transaction() as session:
+                session.execute(
+                    delete(DispatchOutbox).where(DispatchOutbox.dispatch_id == consumed)
+                )
+        return Answer(202)
+
+    worker.responder = started_then_accepted
+    sessions: list[str] = []
+    transaction = Database.transaction
+
+    def counted(self: Database) -> Any:
+        caller = sys._getframe(1).f_code.co_name  # which code opened it
+        if caller != "started_then_accepted":
+            sessions.append(caller)
+        return transaction(self)
+
+    monkeypatch.setattr(Database, "transaction", counted)
+    assert asyncio.run(deliver_due(make_pump(database, worker, clock))) == 1
+    assert sessions == []
+    monkeypatch.undo()
+    [kept] = queue_tasks(database, ["kept"], run_id="run2")
+    monkeypatch.setattr(Database, "transaction", counted)
+    assert asyncio.run(deliver_due(make_pump(database, worker, clock))) == 1
+    assert sessions == ["_record_all"]
+    monkeypatch.undo()
+    assert outbox_row(database, consumed) is None
+    row = outbox_row(database, kept)
+    assert row is not None
+    assert (row.delivery_state, row.lease_owner) == (DeliveryState.DELIVERED, None)
+    [delivered] = task_events(database, "run2", "kept", EventKind.DISPATCH_DELIVERED)
+    assert delivered.detail == {"dispatchId": kept, "status": 202, "deliveryAttempt": 1}
 
 
 def test_a_claim_snapshots_the_row_as_leased(database: Database) -> None:

@@ -93,6 +93,7 @@ from arco_orchestration.delivery import (
     record_delivery_failure,
     release_claim,
     renew_leases,
+    rows_still_held,
 )
 from arco_orchestration.scope import Scope
 
@@ -447,10 +448,12 @@ class DeliveryPump:
                 timeout = min(timeout, max(until_due, MIN_IDLE_WAIT_SECS))
         await wait_event(self._wake, timeout)
 
+    # Claims, held-attempt reads and due-time reads are Core statements: a bare connection
+    # (Database.connection) spares each the ORM session's cost.
     def _claim(self, limit: int) -> list[DeliveryClaim]:
-        with self._db.transaction() as session:
+        with self._db.connection() as connection:
             return claim_due_deliveries(
-                session,
+                connection,
                 self._scope,
                 owner=self.owner,
                 now=self._clock(),
@@ -465,12 +468,12 @@ class DeliveryPump:
             )
 
     def _open_attempts(self, attempts: set[AttemptRef]) -> set[AttemptRef]:
-        with self._db.transaction() as session:
-            return open_attempts(session, self._scope, attempts)
+        with self._db.connection() as connection:
+            return open_attempts(connection, self._scope, attempts)
 
     def _next_due(self) -> datetime | None:
-        with self._db.transaction() as session:
-            return next_delivery_due(session, self._scope)
+        with self._db.connection() as connection:
+            return next_delivery_due(connection, self._scope)
 
     async def _deliver(self, claim: DeliveryClaim) -> DeliveryOutcome:
         try:
@@ -520,8 +523,19 @@ class DeliveryPump:
         """One transaction for the batch; when it fails, one per row, as :meth:`_record`
         (a claim that no longer holds its row changes nothing either way)."""
         try:
-            with self._db.transaction() as session:
-                record_deliveries(session, self._scope, batch, now=self._clock())
+            # Most rows were consumed by /started before the worker answered: a look on a
+            # bare connection settles those, and a session opens only for rows still held
+            # (record_deliveries reads them again, under the run locks).
+            with self._db.connection() as connection:
+                held = rows_still_held(connection, self._scope, batch)
+            if held:
+                with self._db.transaction() as session:
+                    record_deliveries(
+                        session,
+                        self._scope,
+                        [item for item in batch if item.claim.dispatch.dispatch_id in held],
+                        now=self._clock(),
+                    )
             return
         except Exception as exc:
             if len(batch) == 1:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import ColumnElement, Integer, Table, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Connection, Integer, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from arco_orchestration.facts.keysets import DIALECTS, pair_match, pair_params
@@ -45,6 +45,15 @@ from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
 
 LEASE_OWNER_MAX = 128
 ERROR_TEXT_MAX = 500
+
+# The pump's hot statements are Core only: they run on a session or, cheaper, on a bare
+# connection (``Database.connection``).
+Executor = Session | Connection
+
+
+def _dialect(executor: Executor) -> str:
+    bind = executor if isinstance(executor, Connection) else executor.get_bind()
+    return bind.dialect.name
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,7 @@ _LEASE = (
 
 
 def claim_due_deliveries(
-    session: Session,
+    session: Executor,
     scope: Scope,
     *,
     owner: str,
@@ -194,7 +203,7 @@ def claim_due_deliveries(
     return claims
 
 
-def next_delivery_due(session: Session, scope: Scope) -> datetime | None:
+def next_delivery_due(session: Executor, scope: Scope) -> datetime | None:
     """When the earliest QUEUED row (leased or not) becomes due, if any."""
     return session.scalar(_NEXT_DUE, {"tenant": scope.tenant_id, "workspace": scope.workspace_id})
 
@@ -265,6 +274,25 @@ class Delivered:
     status: int
 
 
+def rows_still_held(executor: Executor, scope: Scope, delivered: Sequence[Delivered]) -> set[str]:
+    """The dispatch ids of ``delivered`` whose row its claim still holds, read without locks.
+
+    Usually the worker's /started consumed the row before the worker answered. A lease token
+    is never handed out twice, so a row not held by its claim now never will be again: rows
+    not held need no run lock (which would queue behind, and hold up, the callbacks of those
+    runs), nor any write. A caller may ask first on a bare connection and open a session
+    for :func:`record_deliveries` only when some are still held."""
+    if not delivered:
+        return set()
+    params = {
+        "ids": sorted({item.claim.dispatch.dispatch_id for item in delivered}),
+        "tokens": sorted({item.claim.lease_token for item in delivered}),
+        "tenant": scope.tenant_id,
+        "workspace": scope.workspace_id,
+    }
+    return set(executor.scalars(_STILL_HELD, params))
+
+
 def record_deliveries(
     session: Session, scope: Scope, delivered: Sequence[Delivered], *, now: datetime
 ) -> set[str]:
@@ -273,21 +301,7 @@ def record_deliveries(
     if not delivered:
         return set()
     by_token = {item.claim.lease_token: item for item in delivered}
-    # Usually the worker's /started consumed the row before the worker answered: find the
-    # rows still held first, without locks. A lease token is never handed out twice, so a
-    # row not held by its claim now never will be again, and rows not held need no run
-    # lock (which would queue behind, and hold up, the callbacks of those runs).
-    still_held = set(
-        session.scalars(
-            _STILL_HELD,
-            {
-                "ids": sorted({i.claim.dispatch.dispatch_id for i in delivered}),
-                "tokens": sorted(by_token),
-                "tenant": scope.tenant_id,
-                "workspace": scope.workspace_id,
-            },
-        )
-    )
+    still_held = rows_still_held(session, scope, delivered)
     if not still_held:
         return set()
     lock_runs(
@@ -438,14 +452,14 @@ AttemptRef = tuple[str, str, int]
 
 
 def open_attempts(
-    session: Session, scope: Scope, attempts: Collection[AttemptRef]
+    session: Executor, scope: Scope, attempts: Collection[AttemptRef]
 ) -> set[AttemptRef]:
     """Of these delivered attempts, the ones a worker may still be running: their task is
     still on that attempt and DISPATCHED or RUNNING. An attempt that finished, was retried,
     reaped or cancelled is left out (its worker slot is free, or the sweeper's)."""
     if not attempts:
         return set()
-    dialect = session.get_bind().dialect.name
+    dialect = _dialect(session)
     pairs = sorted({(run_id, task_key) for run_id, task_key, _ in attempts})
     params = {
         **pair_params(dialect, pairs),
