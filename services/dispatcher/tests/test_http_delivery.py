@@ -443,50 +443,31 @@ def test_recording_a_delivery_whose_row_is_consumed_takes_no_run_lock(
     assert recorded == set()
 
 
-def test_a_delivery_whose_row_is_consumed_opens_no_session(
+def test_a_claim_opens_no_session(
     database: Database,
     worker: RecordingWorker,
     clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The pump's claim and the record of a 2xx whose row /started consumed meanwhile (the
-    usual case) are Core statements on bare connections: no ORM session is opened. A row
-    still held is recorded DELIVERED, in a session."""
-    [consumed] = queue_tasks(database, ["consumed"])
-
-    def started_then_accepted(request: ReceivedDispatch) -> Answer:
-        if request.envelope.dispatch_id == consumed:  # the worker's /started came first
-            with database.transaction() as session:
-                session.execute(
-                    delete(DispatchOutbox).where(DispatchOutbox.dispatch_id == consumed)
-                )
-        return Answer(202)
-
-    worker.responder = started_then_accepted
+    """The pump's claim is Core statements on a bare connection (Database.connection): a
+    delivery opens one ORM session, to record its outcome."""
+    [dispatch_id] = queue_tasks(database, ["extract"])
     sessions: list[str] = []
     transaction = Database.transaction
 
     def counted(self: Database) -> Any:
-        caller = sys._getframe(1).f_code.co_name  # which code opened it
-        if caller != "started_then_accepted":
-            sessions.append(caller)
+        sessions.append(sys._getframe(1).f_code.co_name)  # which code opened it
         return transaction(self)
 
     monkeypatch.setattr(Database, "transaction", counted)
     assert asyncio.run(deliver_due(make_pump(database, worker, clock))) == 1
-    assert sessions == []
     monkeypatch.undo()
-    [kept] = queue_tasks(database, ["kept"], run_id="run2")
-    monkeypatch.setattr(Database, "transaction", counted)
-    assert asyncio.run(deliver_due(make_pump(database, worker, clock))) == 1
     assert sessions == ["_record_all"]
-    monkeypatch.undo()
-    assert outbox_row(database, consumed) is None
-    row = outbox_row(database, kept)
+    row = outbox_row(database, dispatch_id)
     assert row is not None
     assert (row.delivery_state, row.lease_owner) == (DeliveryState.DELIVERED, None)
-    [delivered] = task_events(database, "run2", "kept", EventKind.DISPATCH_DELIVERED)
-    assert delivered.detail == {"dispatchId": kept, "status": 202, "deliveryAttempt": 1}
+    [delivered] = task_events(database, "run1", "extract", EventKind.DISPATCH_DELIVERED)
+    assert delivered.detail == {"dispatchId": dispatch_id, "status": 200, "deliveryAttempt": 1}
 
 
 def test_a_claim_snapshots_the_row_as_leased(database: Database) -> None:

@@ -93,7 +93,6 @@ from arco_orchestration.delivery import (
     record_delivery_failure,
     release_claim,
     renew_leases,
-    rows_still_held,
 )
 from arco_orchestration.scope import Scope
 
@@ -523,19 +522,8 @@ class DeliveryPump:
         """One transaction for the batch; when it fails, one per row, as :meth:`_record`
         (a claim that no longer holds its row changes nothing either way)."""
         try:
-            # Most rows were consumed by /started before the worker answered: a look on a
-            # bare connection settles those, and a session opens only for rows still held
-            # (record_deliveries reads them again, under the run locks).
-            with self._db.connection() as connection:
-                held = rows_still_held(connection, self._scope, batch)
-            if held:
-                with self._db.transaction() as session:
-                    record_deliveries(
-                        session,
-                        self._scope,
-                        [item for item in batch if item.claim.dispatch.dispatch_id in held],
-                        now=self._clock(),
-                    )
+            with self._db.transaction() as session:
+                record_deliveries(session, self._scope, batch, now=self._clock())
             return
         except Exception as exc:
             if len(batch) == 1:

@@ -274,25 +274,6 @@ class Delivered:
     status: int
 
 
-def rows_still_held(executor: Executor, scope: Scope, delivered: Sequence[Delivered]) -> set[str]:
-    """The dispatch ids of ``delivered`` whose row its claim still holds, read without locks.
-
-    Usually the worker's /started consumed the row before the worker answered. A lease token
-    is never handed out twice, so a row not held by its claim now never will be again: rows
-    not held need no run lock (which would queue behind, and hold up, the callbacks of those
-    runs), nor any write. A caller may ask first on a bare connection and open a session
-    for :func:`record_deliveries` only when some are still held."""
-    if not delivered:
-        return set()
-    params = {
-        "ids": sorted({item.claim.dispatch.dispatch_id for item in delivered}),
-        "tokens": sorted({item.claim.lease_token for item in delivered}),
-        "tenant": scope.tenant_id,
-        "workspace": scope.workspace_id,
-    }
-    return set(executor.scalars(_STILL_HELD, params))
-
-
 def record_deliveries(
     session: Session, scope: Scope, delivered: Sequence[Delivered], *, now: datetime
 ) -> set[str]:
@@ -301,7 +282,21 @@ def record_deliveries(
     if not delivered:
         return set()
     by_token = {item.claim.lease_token: item for item in delivered}
-    still_held = rows_still_held(session, scope, delivered)
+    # Usually the worker's /started consumed the row before the worker answered: find the
+    # rows still held first, without locks. A lease token is never handed out twice, so a
+    # row not held by its claim now never will be again, and rows not held need no run
+    # lock (which would queue behind, and hold up, the callbacks of those runs).
+    still_held = set(
+        session.scalars(
+            _STILL_HELD,
+            {
+                "ids": sorted({i.claim.dispatch.dispatch_id for i in delivered}),
+                "tokens": sorted(by_token),
+                "tenant": scope.tenant_id,
+                "workspace": scope.workspace_id,
+            },
+        )
+    )
     if not still_held:
         return set()
     lock_runs(
