@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -100,6 +101,43 @@ def postgres_url() -> Iterator[str]:
     engine.dispose()
     yield url
     drop_postgres_database(configured, name)
+
+
+@contextmanager
+def own_postgres_database(prefix: str) -> Iterator[Database]:
+    """A migrated PostgreSQL database of the caller's own on the server of
+    ``ARCO_TEST_DATABASE_URL`` (the test is skipped without it), dropped afterwards: for what
+    the shared one cannot promise, such as tables PostgreSQL has never analyzed."""
+    server = os.environ.get(PG_URL_ENV, "").strip()
+    if not server:
+        pytest.skip(f"PostgreSQL tests need {PG_URL_ENV}")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    url = recreate_postgres_database(server, name)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    database = Database.from_url(url)
+    try:
+        yield database
+    finally:
+        database.dispose()
+        drop_postgres_database(server, name)
+
+
+def without_autovacuum(database: Database) -> None:
+    """Keep autovacuum off every table of ``database`` (its own, see above), so that no
+    statistics appear while a test relies on their absence."""
+    with database.engine.begin() as connection:
+        for table in Base.metadata.sorted_tables:
+            connection.execute(text(f'ALTER TABLE "{table.name}" SET (autovacuum_enabled = off)'))
+
+
+def flush_table_counts(database: Database) -> None:
+    """Make the row counts of writes made on ``database``'s pooled connection visible in
+    ``pg_stat_user_tables`` now: a backend sends them at most once a second, or ten seconds
+    later when idle. A single-threaded test's writes all go through that one connection."""
+    with database.engine.connect() as connection:
+        connection.execute(text("SELECT pg_stat_force_next_flush()"))
 
 
 def _truncate_all(db: Database) -> None:

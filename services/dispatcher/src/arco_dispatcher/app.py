@@ -21,6 +21,7 @@ from arco_dispatcher.http_delivery import DeliveryOutcome, DeliveryPolicy, Deliv
 from arco_dispatcher.listen import NotifyListener, conninfo
 from arco_dispatcher.metrics import DispatcherMetrics
 from arco_dispatcher.settings import DispatcherSettings
+from arco_dispatcher.statistics import keep_statistics
 from arco_orchestration.db import Database, is_postgres
 from arco_orchestration.delivery import DeliveryClaim
 from arco_orchestration.facts import NOTIFY_CHANNEL
@@ -113,6 +114,18 @@ def create_app(
             background.append(asyncio.create_task(dispatcher.runner.loop()))
         if dispatcher.listener is not None:
             dispatcher.listener.start()
+        if is_postgres(db.engine) and settings.statistics_interval_secs > 0:
+            background.append(
+                asyncio.create_task(
+                    keep_statistics(
+                        db.engine,
+                        every=settings.statistics_interval_secs,
+                        analyzed=lambda table: dispatcher.metrics.tables_analyzed.labels(
+                            table=table
+                        ).inc(),
+                    )
+                )
+            )
         try:
             yield
         finally:

@@ -32,6 +32,12 @@ class DispatcherMetrics(ServiceMetrics):
             ["outcome"],
             registry=self.registry,
         )
+        self.tables_analyzed = Counter(
+            "arco_dispatcher_tables_analyzed_total",
+            "ANALYZEs of busy tables whose planner statistics fell behind (PostgreSQL)",
+            ["table"],
+            registry=self.registry,
+        )
         self.delivery_latency = Histogram(
             "arco_dispatcher_delivery_latency_seconds",
             "From enqueue to the worker's 2xx (http provider)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from arco_dispatch.settings import FlowSettings, env, positive
+from arco_dispatch.settings import FlowSettings, env, not_negative, positive
 
 
 class DispatcherSettings(FlowSettings):
@@ -17,6 +17,9 @@ class DispatcherSettings(FlowSettings):
     dispatch_interval_ms: int = env("ARCO_FLOW_DISPATCH_INTERVAL_MS", 1000)
     # SQLite has no NOTIFY: the loop polls this often instead (when shorter than the interval).
     dispatch_poll_ms: int = env("ARCO_FLOW_DISPATCH_POLL_MS", 100)
+    # PostgreSQL: how often to look for busy tables whose planner statistics fell behind
+    # (arco_orchestration.planner_statistics); 0 leaves them to autovacuum alone.
+    statistics_interval_secs: float = env("ARCO_FLOW_STATISTICS_INTERVAL_SECS", 5)
 
     def pause(self, *, notifications: bool) -> timedelta:
         """The loop's pause between cycles: the interval when NOTIFY can end it early,
@@ -32,4 +35,5 @@ class DispatcherSettings(FlowSettings):
             *super().problems(),
             *positive("ARCO_FLOW_DISPATCH_INTERVAL_MS", self.dispatch_interval_ms),
             *positive("ARCO_FLOW_DISPATCH_POLL_MS", self.dispatch_poll_ms),
+            *not_negative("ARCO_FLOW_STATISTICS_INTERVAL_SECS", self.statistics_interval_secs),
         ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from arco_dispatch.settings import FlowSettings, env, positive
+from arco_dispatch.settings import FlowSettings, env, not_negative, positive
 from arco_orchestration.states import RETRY_BACKOFF_BASE
 from arco_sweeper.rules import SweepThresholds
 
@@ -58,6 +58,5 @@ class SweeperSettings(FlowSettings):
             ("ARCO_FLOW_MAX_REDISPATCHES", self.max_redispatches),
             ("ARCO_RETRY_BACKOFF_BASE_SECS", self.retry_backoff_base_secs),
         ):
-            if value < 0:
-                found.append(f"{name}={value} must not be negative")
+            found += not_negative(name, value)
         return found

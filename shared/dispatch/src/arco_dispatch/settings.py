@@ -211,11 +211,9 @@ class FlowSettings(BaseSettings):
             ):
                 if value < 1:
                     found.append(f"{name}={value} must be at least 1")
-            if self.delivery_lease_grace_secs < 0:
-                found.append(
-                    f"ARCO_FLOW_DELIVERY_LEASE_GRACE_SECS={self.delivery_lease_grace_secs} "
-                    "must not be negative"
-                )
+            found += not_negative(
+                "ARCO_FLOW_DELIVERY_LEASE_GRACE_SECS", self.delivery_lease_grace_secs
+            )
         if self.provider is ProviderName.CLOUDTASKS:
             for name, text in (
                 ("ARCO_GCP_PROJECT_ID", self.gcp_project_id),
@@ -264,3 +262,8 @@ def load_settings(cls: type[S]) -> tuple[S | None, list[str]]:
 def positive(name: str, value: float) -> list[str]:
     """``[problem]`` unless ``value`` (of variable ``name``) is greater than 0."""
     return [] if value > 0 else [f"{name}={value} must be greater than 0"]
+
+
+def not_negative(name: str, value: float) -> list[str]:
+    """``[problem]`` when ``value`` (of variable ``name``) is below 0."""
+    return [] if value >= 0 else [f"{name}={value} must not be negative"]

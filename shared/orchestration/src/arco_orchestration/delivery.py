@@ -39,7 +39,7 @@ from arco_orchestration.facts.store import (
     lock_run,
     lock_runs,
 )
-from arco_orchestration.models import DispatchOutbox, Task
+from arco_orchestration.models import DispatchOutbox, Task, key_scope
 from arco_orchestration.scope import Scope
 from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
 
@@ -103,8 +103,7 @@ _CLAIM = (
         Task,
         (Task.run_id == DispatchOutbox.run_id)
         & (Task.task_key == DispatchOutbox.task_key)
-        & (Task.tenant_id == bindparam("tenant"))
-        & (Task.workspace_id == bindparam("workspace")),
+        & key_scope(Task, bindparam("tenant"), bindparam("workspace")),
     )
     .where(
         DispatchOutbox.delivery_state == DeliveryState.QUEUED.value,
@@ -431,13 +430,14 @@ def release_claim(session: Session, scope: Scope, claim: DeliveryClaim, *, now: 
 
 # An attempt a worker accepted holds one of its slots until the worker is done with it: while
 # the task is on that attempt and DISPATCHED (accepted, /started not yet in) or RUNNING.
-_HOLDING_STATES = (TaskState.DISPATCHED.value, TaskState.RUNNING.value)
-_OPEN_ATTEMPTS = {
-    dialect: select(Task.run_id, Task.task_key, Task.attempt).where(
+_HOLDING_STATES = frozenset((TaskState.DISPATCHED.value, TaskState.RUNNING.value))
+# The rows by primary key only, their state checked here: a ``state IN (...)`` condition lets
+# the planner scan the state index instead, through an entry for every task that passed
+# through those states since the last VACUUM (the pump asks every few milliseconds).
+_ATTEMPT_STATES = {
+    dialect: select(Task.run_id, Task.task_key, Task.attempt, Task.state).where(
         pair_match(Task.run_id, Task.task_key)[dialect],
-        Task.state.in_(_HOLDING_STATES),
-        Task.tenant_id == bindparam("tenant"),
-        Task.workspace_id == bindparam("workspace"),
+        key_scope(Task, bindparam("tenant"), bindparam("workspace")),
     )
     for dialect in DIALECTS
 }
@@ -462,6 +462,8 @@ def open_attempts(
         "workspace": scope.workspace_id,
     }
     found = {
-        (r.run_id, r.task_key, r.attempt) for r in session.execute(_OPEN_ATTEMPTS[dialect], params)
+        (r.run_id, r.task_key, r.attempt)
+        for r in session.execute(_ATTEMPT_STATES[dialect], params)
+        if r.state in _HOLDING_STATES
     }
     return found & set(attempts)

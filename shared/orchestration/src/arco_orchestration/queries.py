@@ -17,7 +17,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
 from arco_envelope import callback_task_id, format_timestamp, parse_timestamp
-from arco_orchestration.models import DispatchOutbox, Run, Task, TaskDependency, TaskEvent
+from arco_orchestration.models import (
+    DispatchOutbox,
+    Run,
+    Task,
+    TaskDependency,
+    TaskEvent,
+    key_scope,
+)
 from arco_orchestration.planning.rules import LABEL_PARENT_RUN_ID, LABEL_RERUN_KIND
 from arco_orchestration.scope import Scope
 from arco_orchestration.states import (
@@ -49,9 +56,7 @@ def _compact(values: dict[str, Any]) -> dict[str, Any]:
 
 def get_run(session: Session, scope: Scope, run_id: str) -> Run | None:
     stmt = select(Run).where(
-        Run.run_id == run_id,
-        Run.tenant_id == scope.tenant_id,
-        Run.workspace_id == scope.workspace_id,
+        Run.run_id == run_id, key_scope(Run, scope.tenant_id, scope.workspace_id)
     )
     return session.scalars(stmt).one_or_none()
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from arco_envelope import format_timestamp, parse_timestamp
 from arco_orchestration import queries
-from arco_orchestration.models import Run, RunKey
+from arco_orchestration.models import Run, RunKey, key_scope
 from arco_orchestration.scope import Scope
 from arco_orchestration.states import PublicRunState, RunState
 
@@ -188,12 +188,10 @@ def load_runs_page(
     session: Session, scope: Scope, query: RunsQuery, *, limit: int = PAGE_SIZE
 ) -> RunsPage:
     if query.search:
-        # The ids are known and few: read them by primary key. The scope is still required,
-        # through expressions no index matches, so the planner cannot pick the scope index.
+        # The ids are known and few: read them by primary key (key_scope).
         stmt = select(Run).where(
             _search_condition(session, scope, query.search),
-            func.coalesce(Run.tenant_id, "") == scope.tenant_id,
-            func.coalesce(Run.workspace_id, "") == scope.workspace_id,
+            key_scope(Run, scope.tenant_id, scope.workspace_id),
         )
     else:
         stmt = select(Run).where(

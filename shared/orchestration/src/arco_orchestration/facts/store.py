@@ -35,7 +35,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from arco_envelope import DEFAULT_WORKER_QUEUE
 from arco_orchestration.facts.keysets import key_match, key_params, pair_match, pair_params
-from arco_orchestration.models import DispatchOutbox, Run, Task, TaskEvent
+from arco_orchestration.models import DispatchOutbox, Run, Task, TaskEvent, key_scope
 from arco_orchestration.scope import Scope
 from arco_orchestration.states import OutboxStatus
 
@@ -59,11 +59,7 @@ def lock_run(session: Session, scope: Scope, run_id: str) -> Run | None:
     """Load and lock a run row of this scope (the per-run serialisation point)."""
     stmt = (
         select(Run)
-        .where(
-            Run.run_id == run_id,
-            Run.tenant_id == scope.tenant_id,
-            Run.workspace_id == scope.workspace_id,
-        )
+        .where(Run.run_id == run_id, key_scope(Run, scope.tenant_id, scope.workspace_id))
         .with_for_update()
     )
     return session.scalars(stmt).one_or_none()
@@ -87,20 +83,14 @@ def _scope_params(scope: Scope) -> dict[str, str]:
 # Built once per dialect, with a text that does not depend on the number of keys (keysets).
 _LOCK_RUNS = {
     dialect: select(Run)
-    .where(
-        match,
-        Run.tenant_id == bindparam("tenant_id"),
-        Run.workspace_id == bindparam("workspace_id"),
-    )
+    .where(match, key_scope(Run, bindparam("tenant_id"), bindparam("workspace_id")))
     .order_by(Run.run_id)
     .with_for_update()
     for dialect, match in key_match(Run.run_id).items()
 }
 _GET_TASKS = {
     dialect: select(Task).where(
-        match,
-        Task.tenant_id == bindparam("tenant_id"),
-        Task.workspace_id == bindparam("workspace_id"),
+        match, key_scope(Task, bindparam("tenant_id"), bindparam("workspace_id"))
     )
     for dialect, match in pair_match(Task.run_id, Task.task_key).items()
 }
@@ -142,11 +132,9 @@ def _run_with_task(*, lock: bool) -> Select[Run, Task]:
         .join(Task, Task.run_id == Run.run_id)
         .where(
             Run.run_id == bindparam("run_id"),
-            Run.tenant_id == tenant,
-            Run.workspace_id == workspace,
+            key_scope(Run, tenant, workspace),
             Task.task_key == bindparam("task_key"),
-            Task.tenant_id == tenant,
-            Task.workspace_id == workspace,
+            key_scope(Task, tenant, workspace),
         )
         # Only the columns the callbacks read: every column costs the driver and the ORM at
         # each load, and most are only ever written here. Any other loads when first read.
@@ -182,8 +170,7 @@ def get_task(session: Session, scope: Scope, run_id: str, task_key: str) -> Task
     stmt = select(Task).where(
         Task.run_id == run_id,
         Task.task_key == task_key,
-        Task.tenant_id == scope.tenant_id,
-        Task.workspace_id == scope.workspace_id,
+        key_scope(Task, scope.tenant_id, scope.workspace_id),
     )
     return session.scalars(stmt).one_or_none()
 
@@ -196,8 +183,7 @@ def lock_task(session: Session, scope: Scope, run_id: str, task_key: str) -> Tas
         .where(
             Task.run_id == run_id,
             Task.task_key == task_key,
-            Task.tenant_id == scope.tenant_id,
-            Task.workspace_id == scope.workspace_id,
+            key_scope(Task, scope.tenant_id, scope.workspace_id),
         )
         .with_for_update()
         .execution_options(populate_existing=True)
