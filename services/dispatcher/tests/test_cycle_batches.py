@@ -132,6 +132,42 @@ def test_the_http_provider_queues_the_row_in_the_request_transaction(
     assert make_dispatcher(HttpQueueProvider()).cycle.run().dispatch_actions == 0
 
 
+def test_an_http_cycle_reads_pending_rows_with_its_candidates(
+    database: Database,
+    make_dispatcher: MakeDispatcher,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a provider whose queue is the outbox row, the ready phase leaves nothing
+    PENDING: the scan transaction also reads the PENDING rows (a row another process
+    requested, here) instead of a transaction of their own after it, and hands them over."""
+    trigger(database, "run1", [planned("a"), planned("b")])
+    with database.transaction() as session:
+        request_dispatch(session, SCOPE, "run1", "a", now=clock())
+    dispatcher = make_dispatcher(HttpQueueProvider())
+    opened = 0
+    transaction = Database.transaction
+
+    def counted(self: Database) -> Any:
+        nonlocal opened
+        opened += 1
+        return transaction(self)
+
+    monkeypatch.setattr(Database, "transaction", counted)
+    summary = dispatcher.cycle.run()
+    monkeypatch.undo()
+    assert (summary.ready_dispatch_emitted, summary.dispatch_enqueued) == (1, 2)
+    assert summary.errors == []
+    # Scan (with the PENDING rows), request of b, then the provider's two for the row of a
+    # (load, record); no second scan.
+    assert opened == 4
+    assert {row.status for row in outbox_by_dispatch_id(database)} == {OutboxStatus.CREATED}
+    opened = 0
+    monkeypatch.setattr(Database, "transaction", counted)
+    assert dispatcher.cycle.run().dispatch_actions == 0
+    assert opened == 1  # nothing to do: the scan only
+
+
 def test_a_crash_between_sending_and_recording_leaves_the_rows_pending(
     database: Database, make_dispatcher: MakeDispatcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:

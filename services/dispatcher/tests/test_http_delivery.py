@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -440,6 +441,33 @@ def test_recording_a_delivery_whose_row_is_consumed_takes_no_run_lock(
             session.execute(text("SET LOCAL lock_timeout = '5s'"))
             recorded = record_deliveries(session, SCOPE, [Delivered(claim, 202)], now=clock())
     assert recorded == set()
+
+
+def test_a_claim_opens_no_session(
+    database: Database,
+    worker: RecordingWorker,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pump's claim is Core statements on a bare connection (Database.connection): a
+    delivery opens one ORM session, to record its outcome."""
+    [dispatch_id] = queue_tasks(database, ["extract"])
+    sessions: list[str] = []
+    transaction = Database.transaction
+
+    def counted(self: Database) -> Any:
+        sessions.append(sys._getframe(1).f_code.co_name)  # which code opened it
+        return transaction(self)
+
+    monkeypatch.setattr(Database, "transaction", counted)
+    assert asyncio.run(deliver_due(make_pump(database, worker, clock))) == 1
+    monkeypatch.undo()
+    assert sessions == ["_record_all"]
+    row = outbox_row(database, dispatch_id)
+    assert row is not None
+    assert (row.delivery_state, row.lease_owner) == (DeliveryState.DELIVERED, None)
+    [delivered] = task_events(database, "run1", "extract", EventKind.DISPATCH_DELIVERED)
+    assert delivered.detail == {"dispatchId": dispatch_id, "status": 200, "deliveryAttempt": 1}
 
 
 def test_a_claim_snapshots_the_row_as_leased(database: Database) -> None:

@@ -25,10 +25,13 @@ from arco_orchestration.models import DispatchOutbox, Task, TaskEvent
 from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
 from arco_testkit.clock import T0
 from arco_testkit.facts import (
+    failed,
+    finish,
     load_task,
     outbox_by_dispatch_id,
     outbox_row,
     planned,
+    set_cancel_requested,
     start,
     task_events,
     trigger,
@@ -121,6 +124,47 @@ def test_delivered_outcomes_of_a_batch_skip_consumed_and_released_rows(
     assert len(task_events(database, "run1", "a", EventKind.DISPATCH_DELIVERED)) == 1
     assert task_events(database, "run1", "b", EventKind.DISPATCH_DELIVERED) == []
     assert task_events(database, "run1", "c", EventKind.DISPATCH_DELIVERED) == []
+
+
+def test_a_batch_writes_the_task_rows_of_one_by_one_requests(database: Database) -> None:
+    """A batch writes its task rows with one Core update, not the ORM's flush: the rows end
+    as one request at a time (ORM objects) leaves them, for a READY task and a due retry
+    (attempt 2, retry deadline cleared), and a task of a run being cancelled in the same
+    batch is still cancelled."""
+    later = T0 + timedelta(minutes=1)
+    for run_id in ("one", "batch"):
+        trigger(database, run_id, [planned("a", max_attempts=2), planned("b")])
+        finish(database, run_id, "a", failed(), now=T0)  # a waits for its retry
+    assert load_task(database, "batch", "a").retry_not_before is not None
+    trigger(database, "gone", [planned("a")])
+    set_cancel_requested(database, "gone")
+    with database.transaction() as session:
+        for key in "ab":
+            assert request_dispatch(session, SCOPE, "one", key, now=later) is not None
+    # The cancel first: its own statements would flush tasks planned before it.
+    refs = [("gone", "a"), ("batch", "a"), ("batch", "b")]
+    with database.transaction() as session:
+        results = request_dispatches(session, SCOPE, refs, now=later)
+    assert [r.attempt if r else None for r in results] == [None, 2, 1]
+    assert _task_rows(database, "batch") == _task_rows(database, "one")
+    a = load_task(database, "batch", "a")
+    assert (a.state, a.attempt, a.retry_not_before, a.dispatched_at) == (
+        TaskState.DISPATCHED,
+        2,
+        None,
+        later,
+    )
+    assert load_task(database, "gone", "a").state == TaskState.CANCELLED
+
+
+def _task_rows(database: Database, run_id: str) -> list[dict[str, Any]]:
+    """Every column of the run's task rows but the run id and the attempt id (derived
+    from the dispatch id, so from the run id)."""
+    with database.transaction() as session:
+        rows = session.execute(
+            select(*Task.__table__.columns).where(Task.run_id == run_id).order_by(Task.task_key)
+        ).mappings()
+        return [{k: v for k, v in row.items() if k not in ("run_id", "attempt_id")} for row in rows]
 
 
 def _written(database: Database, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

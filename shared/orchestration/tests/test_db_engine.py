@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from arco_orchestration.db import Database
+from arco_orchestration.models import Run
+from arco_testkit.facts import load_run, planned, trigger
 
 
 @pytest.mark.postgres
@@ -35,3 +37,20 @@ def test_sqlite_ignores_the_name(tmp_path: Path) -> None:
             assert session.scalar(text("SELECT 1")) == 1
     finally:
         db.dispose()
+
+
+def test_a_bare_connection_commits_or_rolls_back_as_a_transaction(database: Database) -> None:
+    """``Database.connection`` (Core statements, no session) is one transaction as well:
+    committed when the block ends, rolled back when it raises."""
+    trigger(database, "run1", [planned("a")])
+    with database.connection() as connection:
+        connection.execute(update(Run).where(Run.run_id == "run1").values(cancel_reason="kept"))
+
+    def abort() -> None:
+        with database.connection() as connection:
+            connection.execute(update(Run).where(Run.run_id == "run1").values(cancel_reason="lost"))
+            raise RuntimeError("abort")
+
+    with pytest.raises(RuntimeError):
+        abort()
+    assert load_run(database, "run1").cancel_reason == "kept"

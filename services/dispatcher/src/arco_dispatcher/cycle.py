@@ -98,18 +98,27 @@ class DispatchCycle:
     def run(self) -> DispatchSummary:
         """Run one cycle. Raises only when a scan fails (the database is unreachable)."""
         summary = DispatchSummary()
-        became_due = self._ready_phase(summary)
-        self._dispatch_phase(summary, became_due)
-        return summary
-
-    def _ready_phase(self, summary: DispatchSummary) -> dict[str, datetime]:
-        """Request a dispatch for each READY task and due retry; returns, per requested
-        dispatch id left PENDING, when its task became due (for the latency metric)."""
+        pending: list[str] | None = None
         with self._db.transaction() as session:
             candidates = [
                 *ready_tasks(session, self._scope),
                 *due_retries(session, self._scope, now=self._clock()),
             ]
+            if self._sender.queues_in_outbox:
+                # The ready phase leaves no PENDING row behind with such a sender (it queues
+                # its rows at once), so the PENDING rows to hand over are known now: one
+                # transaction per cycle less. A row another process makes PENDING meanwhile
+                # comes with a NOTIFY, hence with another cycle.
+                pending = pending_dispatches(session, self._scope)
+        became_due = self._ready_phase(summary, candidates)
+        self._dispatch_phase(summary, became_due, pending)
+        return summary
+
+    def _ready_phase(
+        self, summary: DispatchSummary, candidates: list[TaskRef]
+    ) -> dict[str, datetime]:
+        """Request a dispatch for each READY task and due retry; returns, per requested
+        dispatch id left PENDING, when its task became due (for the latency metric)."""
         became_due: dict[str, datetime] = {}
         for chunk in batches(candidates, BATCH_SIZE):
             for ref, outcome in zip(chunk, self._request(chunk), strict=True):
@@ -159,9 +168,17 @@ class DispatchCycle:
         with self._db.transaction() as session:
             return request_dispatches(session, self._scope, keys, now=now, queue=queue)
 
-    def _dispatch_phase(self, summary: DispatchSummary, became_due: dict[str, datetime]) -> None:
-        with self._db.transaction() as session:
-            dispatch_ids = pending_dispatches(session, self._scope)
+    def _dispatch_phase(
+        self,
+        summary: DispatchSummary,
+        became_due: dict[str, datetime],
+        dispatch_ids: list[str] | None,
+    ) -> None:
+        """Hand the PENDING rows ``dispatch_ids`` to the provider (``None``: read them now,
+        after the ready phase made some)."""
+        if dispatch_ids is None:
+            with self._db.transaction() as session:
+                dispatch_ids = pending_dispatches(session, self._scope)
         for chunk in batches(dispatch_ids, BATCH_SIZE):
             for outcome in self._sender.enqueue_many(chunk, now=self._clock()):
                 summary.dispatch_actions += 1

@@ -447,10 +447,12 @@ class DeliveryPump:
                 timeout = min(timeout, max(until_due, MIN_IDLE_WAIT_SECS))
         await wait_event(self._wake, timeout)
 
+    # Claims, held-attempt reads and due-time reads are Core statements: a bare connection
+    # (Database.connection) spares each the ORM session's cost.
     def _claim(self, limit: int) -> list[DeliveryClaim]:
-        with self._db.transaction() as session:
+        with self._db.connection() as connection:
             return claim_due_deliveries(
-                session,
+                connection,
                 self._scope,
                 owner=self.owner,
                 now=self._clock(),
@@ -465,12 +467,12 @@ class DeliveryPump:
             )
 
     def _open_attempts(self, attempts: set[AttemptRef]) -> set[AttemptRef]:
-        with self._db.transaction() as session:
-            return open_attempts(session, self._scope, attempts)
+        with self._db.connection() as connection:
+            return open_attempts(connection, self._scope, attempts)
 
     def _next_due(self) -> datetime | None:
-        with self._db.transaction() as session:
-            return next_delivery_due(session, self._scope)
+        with self._db.connection() as connection:
+            return next_delivery_due(connection, self._scope)
 
     async def _deliver(self, claim: DeliveryClaim) -> DeliveryOutcome:
         try:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, QueuePool, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, QueuePool, create_engine, event, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -124,6 +124,15 @@ class Database:
         """One transaction: committed on success, rolled back on any exception."""
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """One transaction on a bare connection, for Core statements only (no ORM objects):
+        committed on success, rolled back on any exception. It skips the session's own
+        set-up, bookkeeping and teardown, about a third of a short transaction's CPU,
+        which counts for the delivery pump's several small transactions per delivery."""
+        with self.engine.begin() as connection:
+            yield connection
 
     @property
     def pool_size(self) -> int | None:

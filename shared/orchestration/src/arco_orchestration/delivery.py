@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import ColumnElement, Integer, Table, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Connection, Integer, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from arco_orchestration.facts.keysets import DIALECTS, pair_match, pair_params
@@ -45,6 +45,15 @@ from arco_orchestration.states import DeliveryState, OutboxStatus, TaskState
 
 LEASE_OWNER_MAX = 128
 ERROR_TEXT_MAX = 500
+
+# The pump's hot statements are Core only: they run on a session or, cheaper, on a bare
+# connection (``Database.connection``).
+Executor = Session | Connection
+
+
+def _dialect(executor: Executor) -> str:
+    bind = executor if isinstance(executor, Connection) else executor.get_bind()
+    return bind.dialect.name
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,7 @@ _LEASE = (
 
 
 def claim_due_deliveries(
-    session: Session,
+    session: Executor,
     scope: Scope,
     *,
     owner: str,
@@ -193,7 +202,7 @@ def claim_due_deliveries(
     return claims
 
 
-def next_delivery_due(session: Session, scope: Scope) -> datetime | None:
+def next_delivery_due(session: Executor, scope: Scope) -> datetime | None:
     """When the earliest QUEUED row (leased or not) becomes due, if any."""
     return session.scalar(_NEXT_DUE, {"tenant": scope.tenant_id, "workspace": scope.workspace_id})
 
@@ -438,14 +447,14 @@ AttemptRef = tuple[str, str, int]
 
 
 def open_attempts(
-    session: Session, scope: Scope, attempts: Collection[AttemptRef]
+    session: Executor, scope: Scope, attempts: Collection[AttemptRef]
 ) -> set[AttemptRef]:
     """Of these delivered attempts, the ones a worker may still be running: their task is
     still on that attempt and DISPATCHED or RUNNING. An attempt that finished, was retried,
     reaped or cancelled is left out (its worker slot is free, or the sweeper's)."""
     if not attempts:
         return set()
-    dialect = session.get_bind().dialect.name
+    dialect = _dialect(session)
     pairs = sorted({(run_id, task_key) for run_id, task_key, _ in attempts})
     params = {
         **pair_params(dialect, pairs),
