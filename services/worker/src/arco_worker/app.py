@@ -71,7 +71,6 @@ def create_app(
     async def health() -> PlainTextResponse:
         return PlainTextResponse("ok")
 
-    @app.post("/dispatch")
     async def dispatch(request: Request) -> Response:
         # Authentication looks at headers only: an unauthenticated body is never read.
         if not dispatch_authorized(request.headers, secret):
@@ -102,4 +101,8 @@ def create_app(
             headers["Retry-After"] = str(admission.retry_after)
         return JSONResponse(admission.body, status_code=admission.status, headers=headers)
 
+    # A plain route: the endpoint takes the request and builds its response itself, so
+    # FastAPI's dependency solving and response handling (a tenth of the worker's CPU per
+    # task) have nothing to do.
+    app.router.add_route("/dispatch", dispatch, methods=["POST"])
     return app

@@ -137,6 +137,35 @@ def _task_row(
     }
 
 
+# What the one statement takes of each _task_row: the row without the columns it sets from
+# parameters (run and scope), and ready_at as a flag (bound once as ``:now``, typed).
+_JSON_TASK_KEYS = (
+    "task_key",
+    "state",
+    "attempt",
+    "asset_key",
+    "partition_key",
+    "deps_total",
+    "deps_satisfied_count",
+    "max_attempts",
+    "heartbeat_timeout_sec",
+    "requires_visible_output",
+    "row_version",
+)
+
+
+def _json_task_rows(
+    scope: Scope, run_id: str, tasks: Sequence[PlannedTaskLike], now: datetime
+) -> list[dict[str, object]]:
+    rows = []
+    for planned in tasks:
+        row = _task_row(scope, run_id, planned, now)
+        rows.append(
+            {key: row[key] for key in _JSON_TASK_KEYS} | {"ready": row["ready_at"] is not None}
+        )
+    return rows
+
+
 def _edge_rows(
     scope: Scope, run_id: str, tasks: Sequence[PlannedTaskLike]
 ) -> list[dict[str, object]]:
@@ -192,18 +221,18 @@ def _one_statement(*, edges: bool, notify: bool) -> TextClause:
         " :tasks_completed, :tasks_succeeded, :tasks_failed, :tasks_skipped, :tasks_cancelled,"
         " :triggered_at, :completed_at, :parent_run_id, :rerun_kind, :rerun_reason,"
         " :row_version))",
-        # The rows of _task_row: READY and ready_at now without dependencies, else BLOCKED.
+        # The rows of _task_row (_json_task_rows); ``ready`` says ready_at is ``:now``.
         "new_tasks AS (INSERT INTO tasks (run_id, task_key, tenant_id, workspace_id, state,"
         " attempt, attempt_id, asset_key, partition_key, deps_total, deps_satisfied_count,"
         " max_attempts, heartbeat_timeout_sec, requires_visible_output, ready_at, row_version)"
-        " SELECT :run_id, t.task_key, :tenant_id, :workspace_id,"
-        " CASE WHEN t.deps_total = 0 THEN :ready_state ELSE :blocked_state END,"
-        " 0, NULL, t.asset_key, t.partition_key, t.deps_total, 0, t.max_attempts,"
-        " t.heartbeat_timeout_sec, t.requires_visible_output,"
-        " CASE WHEN t.deps_total = 0 THEN :ready_at END, 1"
-        " FROM json_to_recordset(CAST(:tasks AS json)) AS t(task_key text, asset_key text,"
-        " partition_key text, deps_total integer, max_attempts integer,"
-        " heartbeat_timeout_sec integer, requires_visible_output boolean))",
+        " SELECT :run_id, t.task_key, :tenant_id, :workspace_id, t.state,"
+        " t.attempt, NULL, t.asset_key, t.partition_key, t.deps_total,"
+        " t.deps_satisfied_count, t.max_attempts, t.heartbeat_timeout_sec,"
+        " t.requires_visible_output, CASE WHEN t.ready THEN :now END, t.row_version"
+        " FROM json_to_recordset(CAST(:tasks AS json)) AS t(task_key text, state text,"
+        " attempt integer, asset_key text, partition_key text, deps_total integer,"
+        " deps_satisfied_count integer, max_attempts integer, heartbeat_timeout_sec integer,"
+        " requires_visible_output boolean, ready boolean, row_version integer))",
     ]
     if edges:
         parts.append(
@@ -220,7 +249,7 @@ def _one_statement(*, edges: bool, notify: bool) -> TextClause:
         bindparam("labels", type_=_RUNS.c.labels.type),
         bindparam("triggered_at", type_=_RUNS.c.triggered_at.type),
         bindparam("completed_at", type_=_RUNS.c.completed_at.type),
-        bindparam("ready_at", type_=_RUNS.c.triggered_at.type),
+        bindparam("now", type_=_RUNS.c.triggered_at.type),
     )
 
 
@@ -240,18 +269,7 @@ def _insert_at_once(
     *,
     notify: bool,
 ) -> None:
-    task_rows = [
-        {
-            "task_key": planned.key,
-            "asset_key": planned.asset_key,
-            "partition_key": planned.partition_key,
-            "deps_total": len(planned.depends_on),
-            "max_attempts": planned.max_attempts,
-            "heartbeat_timeout_sec": planned.heartbeat_timeout_sec,
-            "requires_visible_output": planned.requires_visible_output,
-        }
-        for planned in tasks
-    ]
+    task_rows = _json_task_rows(scope, str(run_row["run_id"]), tasks, now)
     edges = [
         {"upstream_key": upstream, "downstream_key": planned.key}
         for planned in tasks
@@ -259,9 +277,7 @@ def _insert_at_once(
     ]
     params: dict[str, object] = {
         **run_row,
-        "ready_state": TASK_TRANSITIONS[TaskTransition.PLAN_READY].target,
-        "blocked_state": TASK_TRANSITIONS[TaskTransition.PLAN_BLOCKED].target,
-        "ready_at": now,
+        "now": now,
         "tasks": json.dumps(task_rows, separators=(",", ":")),
         "channel": NOTIFY_CHANNEL,
     }
