@@ -91,37 +91,37 @@ def postgres_url() -> Iterator[str]:
     """A PostgreSQL database of this session's own on the server of
     ``ARCO_TEST_DATABASE_URL``, migrated once and dropped at the end. Named after the process,
     so sessions running side by side on one server (a developer's and CI's) never meet."""
-    configured = os.environ.get(PG_URL_ENV, "").strip()
-    if not configured:
-        pytest.skip(f"PostgreSQL tests need {PG_URL_ENV} (CI sets it; .ci/run starts the server)")
-    name = f"arco_pytest_{os.getpid()}"
-    url = recreate_postgres_database(configured, name)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    drop_postgres_database(configured, name)
+    with _migrated_postgres(f"arco_pytest_{os.getpid()}") as url:
+        yield url
 
 
 @contextmanager
-def own_postgres_database(prefix: str) -> Iterator[Database]:
-    """A migrated PostgreSQL database of the caller's own on the server of
-    ``ARCO_TEST_DATABASE_URL`` (the test is skipped without it), dropped afterwards: for what
-    the shared one cannot promise, such as tables PostgreSQL has never analyzed."""
+def _migrated_postgres(name: str) -> Iterator[str]:
+    """Database ``name`` created and migrated on the server of ``ARCO_TEST_DATABASE_URL``
+    (the test is skipped without it), dropped afterwards; yields its URL."""
     server = os.environ.get(PG_URL_ENV, "").strip()
     if not server:
-        pytest.skip(f"PostgreSQL tests need {PG_URL_ENV}")
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        pytest.skip(f"PostgreSQL tests need {PG_URL_ENV} (CI sets it; .ci/run starts the server)")
     url = recreate_postgres_database(server, name)
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    database = Database.from_url(url)
     try:
-        yield database
+        yield url
     finally:
-        database.dispose()
         drop_postgres_database(server, name)
+
+
+@contextmanager
+def own_postgres_database(prefix: str) -> Iterator[Database]:
+    """A migrated PostgreSQL database of the caller's own, dropped afterwards: for what the
+    session's shared one cannot promise, such as tables PostgreSQL has never analyzed."""
+    with _migrated_postgres(f"{prefix}_{uuid.uuid4().hex[:12]}") as url:
+        database = Database.from_url(url)
+        try:
+            yield database
+        finally:
+            database.dispose()
 
 
 def without_autovacuum(database: Database) -> None:

@@ -139,17 +139,21 @@ def _run_with_task(*, lock: bool) -> Select[Run, Task, bool]:
     workspace: BindParameter[str] = bindparam("workspace_id")
     # Whether the task has outgoing edges: a completion then skips its edge query (a
     # round trip under the run lock) for a task nothing depends on, the common case in a
-    # wide run. Edges are written with their run's tasks and never added later.
+    # wide run. Edges are written with their run's tasks and never added later. On the bound
+    # keys, not the outer rows: a prefix of the primary key, so the planner takes it even
+    # without statistics (not the downstream index, which would read every edge of the run).
+    run_id: BindParameter[str] = bindparam("run_id")
+    task_key: BindParameter[str] = bindparam("task_key")
     downstream = exists().where(
-        TaskDependency.run_id == Run.run_id, TaskDependency.upstream_key == Task.task_key
+        TaskDependency.run_id == run_id, TaskDependency.upstream_key == task_key
     )
     stmt = (
         select(Run, Task, downstream)
         .join(Task, Task.run_id == Run.run_id)
         .where(
-            Run.run_id == bindparam("run_id"),
+            Run.run_id == run_id,
             key_scope(Run, tenant, workspace),
-            Task.task_key == bindparam("task_key"),
+            Task.task_key == task_key,
             key_scope(Task, tenant, workspace),
         )
         # Only the columns the callbacks read: every column costs the driver and the ORM at
