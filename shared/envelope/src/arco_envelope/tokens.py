@@ -321,6 +321,8 @@ class TaskTokenVerifier:
     def verify(
         self, config: TaskTokenConfig, token: str, *, now: datetime | None = None
     ) -> TaskTokenClaims:
+        """The claims of ``token`` as :func:`verify_task_token` returns them, with the same
+        ``InvalidTaskToken`` errors; a token verified before is checked for its times only."""
         if config is not self._config:
             self._verified.clear()
             self._config = config
