@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -163,6 +164,41 @@ def accept(slots: int) -> Callable[[ReceivedDispatch], Answer]:
         return Answer(202)
 
     return answer
+
+
+def test_deliveries_awaiting_their_answer_count_toward_the_learned_capacity(
+    database: Database, worker: RecordingWorker, clock: FakeClock
+) -> None:
+    """A worker takes a slot for each dispatch it accepts before it answers (after its
+    /started): a 429 that comes back while the pump holds one attempt and two deliveries
+    still wait for their answer teaches a capacity of three, not one."""
+    taken: list[str] = []
+    lock = threading.Lock()
+
+    def answer(request: ReceivedDispatch) -> Answer:
+        with lock:
+            refused = len(taken) >= 3
+            if not refused:
+                taken.append(request.envelope.task_key)
+            first = len(taken) == 1 and not refused
+        # The worker's pace (not a wait in the test): the first accepted answers at once,
+        # the refusal after it, the two other accepted ones last.
+        time.sleep(0.3 if refused else 0.0 if first else 1.0)
+        return BUSY if refused else Answer(202)
+
+    worker.responder = answer
+    queue_tasks(database, [f"task{n}" for n in range(4)])
+    pump = make_pump(database, worker, clock, concurrency=8)
+
+    async def scenario() -> None:
+        try:
+            assert await pump.fill() == 4
+            await pump.drain()
+        finally:
+            await pump.close(grace=0)
+
+    asyncio.run(scenario())
+    assert (pump.limit, pump.held, pump.busy_until) == (3, 3, None)
 
 
 def test_a_worker_full_of_our_attempts_gets_the_next_as_soon_as_one_ends(

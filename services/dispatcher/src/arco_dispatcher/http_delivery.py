@@ -29,17 +29,18 @@ without spending one of its ``ARCO_FLOW_DELIVERY_MAX_ATTEMPTS`` (a worker that s
 for good is still bounded by the sweeper's re-dispatch limit), and the pump learns how
 many tasks the worker takes.
 
-The reference worker (and upstream's) answers 202 at once and keeps a handler slot until
-the task's attempt ends, so the pump's in-flight requests say nothing about the worker's
-load. The pump therefore also counts the attempts it delivered that may still hold a slot
-(*held*: the task is still on that attempt and DISPATCHED or RUNNING, which only the
-database knows), and after a 429 it keeps in flight plus held within a learned *capacity*,
-as TCP and queue consumers do:
+The reference worker (and upstream's) answers 202 once its ``/started`` is acknowledged
+and keeps a handler slot until the task's attempt ends, so the pump's in-flight requests
+say little about the worker's load. The pump therefore also counts the attempts it
+delivered that may still hold a slot (*held*: the task is still on that attempt and
+DISPATCHED or RUNNING, which only the database knows), and after a 429 it keeps in flight
+plus held within a learned *capacity*, as TCP and queue consumers do:
 
 - a 429 while the pump holds attempts: the capacity becomes the number held (re-read from
-  the database first) and the row is due again at once; the pump delivers it as soon as
-  one of its held attempts ends (it re-reads them, about every :data:`MIN_HELD_CHECK` at
-  first, less often while none ends);
+  the database first) plus the deliveries still waiting for their answer (the worker takes
+  a slot for each one it accepts before it answers), and the row is due again at once; the
+  pump delivers it as soon as one of its held attempts ends (it re-reads them, about every
+  :data:`MIN_HELD_CHECK` at first, less often while none ends);
 - a 429 while it holds none (the worker is full with others' work): the row waits the
   worker's ``Retry-After`` (``ARCO_FLOW_DELIVERY_BACKOFF_MIN_MS`` when absent) and the pump
   stops claiming for that long (at most :data:`MAX_BUSY_PAUSE`), then starts again at a
@@ -409,8 +410,10 @@ class DeliveryPump:
             now = self._clock()
             self._probe_at = now + PROBE_EVERY
             if self._held:
-                # Full with our own attempts: deliver again as soon as one of them ends.
-                self._capacity = self._regrow_to = len(self._held)
+                # Full with our own attempts: those it holds and the deliveries still waiting
+                # for its answer (it takes a slot for each one it accepts before it answers).
+                # Deliver again as soon as one of them ends.
+                self._capacity = self._regrow_to = len(self._held) + self._unanswered
                 return timedelta(0)
             self._regrow_to = max(self._regrow_to, self._capacity or self.policy.concurrency)
             self._capacity = 1
