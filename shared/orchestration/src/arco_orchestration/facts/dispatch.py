@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arco_envelope import DEFAULT_WORKER_QUEUE
@@ -34,6 +34,7 @@ from arco_orchestration.facts.store import (
     lock_runs,
     notify_dispatcher,
     outbox_row_values,
+    write_many,
 )
 from arco_orchestration.facts.transitions import TaskTransition, allows, transition
 from arco_orchestration.models import DispatchOutbox, Run, Task, TaskEvent
@@ -203,52 +204,6 @@ _EXISTING_DISPATCH_IDS = {
 }
 
 
-# The task columns DispatchRequested sets (_plan_dispatch), for a whole batch in one
-# executemany on the table: the ORM's flush of the same changes (history per attribute,
-# unit of work) cost more than the statement.
-_TASKS = cast(Table, Task.__table__)
-_DISPATCHED = (
-    update(_TASKS)
-    .where(
-        _TASKS.c.run_id == bindparam("b_run_id"),
-        _TASKS.c.task_key == bindparam("b_task_key"),
-    )
-    .values(
-        state=bindparam("b_state"),
-        attempt=bindparam("b_attempt"),
-        attempt_id=bindparam("b_attempt_id"),
-        dispatched_at=bindparam("b_dispatched_at"),
-        retry_not_before=None,
-        heartbeat_deadline=None,
-        row_version=bindparam("b_row_version"),
-    )
-)
-
-
-def _write_dispatched(session: Session, tasks: list[Task]) -> None:
-    """Write the changes :func:`_plan_dispatch` made to ``tasks`` with one Core statement,
-    and take the objects out of the session so that its flush does not write them again
-    (nothing in the transaction reads them after this)."""
-    if not tasks:
-        return
-    values = [
-        {
-            "b_run_id": task.run_id,
-            "b_task_key": task.task_key,
-            "b_state": task.state,
-            "b_attempt": task.attempt,
-            "b_attempt_id": task.attempt_id,
-            "b_dispatched_at": task.dispatched_at,
-            "b_row_version": task.row_version,
-        }
-        for task in tasks
-    ]
-    with session.no_autoflush:  # an autoflush would write these objects first
-        session.execute(_DISPATCHED, values)
-    for task in tasks:
-        session.expunge(task)
-
-
 def request_dispatches(
     session: Session,
     scope: Scope,
@@ -292,7 +247,8 @@ def request_dispatches(
         results.append(request)
     # Rows, not objects: one multi-row insert per table (the ORM's flush of a hundred new
     # objects was a quarter of a dispatcher's CPU), and one update of the task rows.
-    _write_dispatched(session, dispatched)
+    # One executemany for the batch, not the ORM's flush (its unit of work cost more).
+    write_many(session, dispatched)
     insert_rows(session, DispatchOutbox, rows)
     insert_rows(session, TaskEvent, events)
     if queue is None and any(results):

@@ -8,7 +8,7 @@ Lock order: a fact locks its run row first (:func:`lock_run`, :func:`lock_runs` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
@@ -576,6 +576,26 @@ def write_row(session: Session, row: Run | Task) -> None:
     result = session.connection().execute(_write_statement(table, changed), params)
     _check_written(result, table, state)
     state._commit_all(state.dict, session.identity_map)
+
+
+def write_many(session: Session, rows: Sequence[Run | Task]) -> None:
+    """:func:`write_row` for many rows: one executemany per table and set of changed
+    columns (a batch of dispatch requests changes the same columns of every task)."""
+    groups: dict[tuple[Table, frozenset[str]], list[tuple[Any, dict[str, Any]]]] = {}
+    for row in rows:
+        pending = _pending_write(session, row)
+        if pending is not None:
+            state, params, changed = pending
+            groups.setdefault((cast(Table, type(row).__table__), changed), []).append(
+                (state, params)
+            )
+    connection = session.connection()
+    for (table, changed), written in groups.items():
+        result = connection.execute(_write_statement(table, changed), [p for _, p in written])
+        if getattr(result, "rowcount", len(written)) != len(written):
+            raise StaleDataError(f"{table.name}: {len(written)} rows to write, some are gone")
+        for state, _ in written:
+            state._commit_all(state.dict, session.identity_map)
 
 
 # The PostgreSQL statements that send a callback's last writes at once (see write_rows and
