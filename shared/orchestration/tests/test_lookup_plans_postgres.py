@@ -76,7 +76,7 @@ def _fill(database: Database) -> None:
         facts.request_dispatches(session, SCOPE, finished, now=T0)
     with database.transaction() as session:
         for run_id, key in finished:
-            found = facts.run_with_task(session, SCOPE, run_id, key, lock=True)
+            found = facts.run_with_task(session, SCOPE, run_id, key, lock=facts.RunLock.EXCLUSIVE)
             assert found is not None
             run, task = found
             facts.apply_started(session, run, task, worker_id="w", now=T0)
@@ -125,11 +125,19 @@ LOOKUPS: dict[str, tuple[int, Callable[[Session], Any]]] = {
     # name: (keys looked up, the fact)
     "run_with_task locked": (
         1,
-        lambda s: facts.run_with_task(s, SCOPE, "run-01234", "asset.a4", lock=True),
+        lambda s: facts.run_with_task(
+            s, SCOPE, "run-01234", "asset.a4", lock=facts.RunLock.EXCLUSIVE
+        ),
     ),
     "run_with_task of a wide run": (
         1,
-        lambda s: facts.run_with_task(s, SCOPE, "wide", "wide.t00777", lock=True),
+        lambda s: facts.run_with_task(
+            s, SCOPE, "wide", "wide.t00777", lock=facts.RunLock.EXCLUSIVE
+        ),
+    ),
+    "run_with_task share-locked (a start)": (
+        1,
+        lambda s: facts.run_with_task(s, SCOPE, "wide", "wide.t00778", lock=facts.RunLock.SHARED),
     ),
     "lock_run": (1, lambda s: facts.lock_run(s, SCOPE, "run-01500")),
     "lock_runs": (3, lambda s: facts.lock_runs(s, SCOPE, ["run-00007", "run-00500", "wide"])),

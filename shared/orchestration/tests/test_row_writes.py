@@ -65,7 +65,9 @@ def test_a_written_row_is_clean_and_stored(database: Database) -> None:
     dispatch(database, "run-1", "a", now=at(0))
     version = load_task(database, "run-1", "a").row_version
     with statements(database) as sent, database.transaction() as session:
-        _, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        _, task = _locked(
+            facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
+        )
         transition(task, TaskTransition.START)
         task.started_at = at(1)
         write_row(session, task)
@@ -83,7 +85,9 @@ def test_a_written_row_is_clean_and_stored(database: Database) -> None:
 def test_a_value_set_to_what_it_was_is_not_written(database: Database) -> None:
     trigger(database, "run-1", [planned("a")])
     with statements(database) as sent, database.transaction() as session:
-        run, _ = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        run, _ = _locked(
+            facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
+        )
         run.tasks_completed = run.tasks_completed
         write_row(session, run)
     assert sent == ["SELECT"]
@@ -92,7 +96,7 @@ def test_a_value_set_to_what_it_was_is_not_written(database: Database) -> None:
 def test_a_new_row_is_left_to_the_flush(database: Database) -> None:
     trigger(database, "run-1", [planned("a")])
     with database.transaction() as session:
-        _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE))
         task = Task(
             run_id="run-1",
             task_key="b",
@@ -111,7 +115,9 @@ def test_columns_a_callback_does_not_load_load_when_read(database: Database) -> 
     finish(database, "run-1", "a", failed(message="first"), now=at(0))
     triggered_by = load_run(database, "run-1").triggered_by
     with database.transaction() as session:
-        run, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        run, task = _locked(
+            facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
+        )
         assert "error_message" not in task.__dict__  # not loaded by the callback's read
         assert task.error_message == "first"
         assert run.triggered_by == triggered_by
@@ -149,7 +155,9 @@ def test_a_completion_leaves_json_columns_it_clears_as_sql_null(database: Databa
 def test_dropping_the_outbox_sends_pending_outbox_rows_first(database: Database) -> None:
     trigger(database, "run-1", [planned("a")])
     with database.transaction() as session:
-        _, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        _, task = _locked(
+            facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
+        )
         new_outbox_row(session, task, dispatch_id="d-1", attempt=1, attempt_id="x", now=at(0))
         drop_outbox(session, task)
     assert outbox_rows(database, "run-1") == []
@@ -164,7 +172,9 @@ def test_run_and_task_written_together_keep_their_own_values(database: Database)
     its own value (on PostgreSQL they go in one statement)."""
     trigger(database, "run-1", [planned("a"), planned("b")])
     with statements(database) as sent, database.transaction() as session:
-        run, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        run, task = _locked(
+            facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
+        )
         run.completed_at, run.row_version = at(7), run.row_version + 10
         task.completed_at, task.row_version = at(9), task.row_version + 20
         task.state = "DISPATCHED"  # a column of both tables that the run leaves unchanged
@@ -186,7 +196,9 @@ def test_write_rows_with_one_row_changed_writes_that_row(database: Database) -> 
     trigger(database, "run-1", [planned("a")])
     for changed in ("run", "task"):
         with statements(database) as sent, database.transaction() as session:
-            run, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+            run, task = _locked(
+                facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
+            )
             (run if changed == "run" else task).completed_at = at(3)
             write_rows(session, run, task)
         assert sent == ["SELECT", "UPDATE"]
@@ -199,7 +211,9 @@ def test_writing_a_task_drops_its_consumed_outbox_rows(database: Database) -> No
     dispatch(database, "run-1", "a", now=at(0))
     dispatch(database, "run-1", "b", now=at(0))
     with statements(database) as sent, database.transaction() as session:
-        _, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        _, task = _locked(
+            facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
+        )
         transition(task, TaskTransition.START)
         write_task_dropping_outbox(session, task, through_attempt=task.attempt)
     assert len(sent) == 1 + _writes(database)
@@ -212,7 +226,9 @@ def test_writing_a_task_drops_outbox_rows_still_pending_in_the_session(
 ) -> None:
     trigger(database, "run-1", [planned("a")])
     with database.transaction() as session:
-        _, task = _locked(facts.run_with_task(session, SCOPE, "run-1", "a", lock=True))
+        _, task = _locked(
+            facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
+        )
         new_outbox_row(session, task, dispatch_id="d-1", attempt=1, attempt_id="x", now=at(0))
         task.completed_at = at(1)
         write_task_dropping_outbox(session, task, through_attempt=1)

@@ -110,7 +110,7 @@ def test_a_fact_that_skips_its_guard_is_refused_and_writes_nothing(database: Dat
     trigger(database, "run-1", [planned("a")])
     run_task(database, "run-1", "a", now=at(1))
     with database.transaction() as session:
-        found = facts.run_with_task(session, SCOPE, "run-1", "a", lock=True)
+        found = facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
         assert found is not None
         run, task = found
         # T10 never cancels a RUNNING task: its worker learns of it through the heartbeat.
@@ -125,7 +125,7 @@ def test_the_retry_backoff_base_is_an_argument_of_the_completion(database: Datab
     trigger(database, "run-1", [planned("a")])
     run_task(database, "run-1", "a", now=at(0))
     with database.transaction() as session:
-        found = facts.run_with_task(session, SCOPE, "run-1", "a", lock=True)
+        found = facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
         assert found is not None
         assert facts.apply_completion(
             session, *found, failed(), now=at(10), retry_base=timedelta(seconds=2)

@@ -28,6 +28,7 @@ from arco_envelope import (
 from arco_envelope.tokens import TaskTokenClaims
 from arco_orchestration.facts import (
     Completion,
+    RunLock,
     apply_completion,
     apply_heartbeat,
     apply_started,
@@ -137,7 +138,7 @@ def _load(
     path_task_id: str,
     claims: TaskTokenClaims | None,
     *,
-    lock: bool,
+    lock: RunLock,
 ) -> tuple[Run, Task] | CallbackResult:
     resolved = resolve_task(
         session, scope, path_task_id, claims.run_id if claims is not None else None
@@ -195,6 +196,15 @@ def _already_terminal(state: str) -> CallbackResult:
     )
 
 
+# A start changes its own task only (RunLock says why a shared lock is enough for it); a
+# completion may change the run and other tasks.
+_RUN_LOCKS = {
+    "heartbeat": RunLock.NONE,
+    "started": RunLock.SHARED,
+    "completed": RunLock.EXCLUSIVE,
+}
+
+
 def _checked(
     session: Session,
     scope: Scope,
@@ -206,8 +216,9 @@ def _checked(
 ) -> tuple[Run, Task] | CallbackResult:
     """Steps 8 to 13 of section 5.5: resolve the task, check the token against its current
     state, then the terminal and attempt rules. Heartbeats take no run lock (they only
-    refresh the task row) and answer 410 on a finished task where the others answer 409."""
-    loaded = _load(session, scope, path_task_id, claims, lock=phase != "heartbeat")
+    refresh the task row; starts take a shared one) and answer 410 on a finished task where
+    the others answer 409."""
+    loaded = _load(session, scope, path_task_id, claims, lock=_RUN_LOCKS[phase])
     if isinstance(loaded, CallbackResult):
         return loaded
     run, task = loaded

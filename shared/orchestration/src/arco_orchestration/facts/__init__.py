@@ -8,7 +8,10 @@ change of a task or a run goes through :func:`.transitions.transition`.
 
 Concurrency: every fact that changes a task first locks its run row (``FOR UPDATE`` on
 PostgreSQL; SQLite serialises writers with ``BEGIN IMMEDIATE``), so the facts of one run
-apply one at a time, and always lock run before task and outbox rows (no deadlocks). Facts
+apply one at a time, and always lock run before task and outbox rows (no deadlocks). The
+one exception is TaskStarted: it changes only its own task, so it holds the run row in
+share mode (``FOR SHARE``, the task ``FOR UPDATE``) and the starts of one run's tasks
+apply together, each still ordered against every other fact of the run. Facts
 that must apply once per attempt also insert a task event with a unique idempotency key, so
 a repeat is a no-op enforced by the database even across processes.
 
@@ -53,6 +56,7 @@ from arco_orchestration.facts.snapshots import (
 from arco_orchestration.facts.store import (
     NOTIFY_CHANNEL,
     EventKind,
+    RunLock,
     add_event,
     get_task,
     get_tasks,
@@ -93,6 +97,7 @@ __all__ = [
     "PlannedTaskLike",
     "QueueNow",
     "RunKeyReservation",
+    "RunLock",
     "RunTransition",
     "TaskSnapshot",
     "TaskTransition",

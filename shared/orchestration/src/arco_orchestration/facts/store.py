@@ -134,7 +134,23 @@ _CALLBACK_TASK_COLUMNS = (
 )
 
 
-def _run_with_task(*, lock: bool) -> Select[Run, Task, bool]:
+class RunLock(StrEnum):
+    """How :func:`run_with_task` holds the run row.
+
+    ``EXCLUSIVE`` (``FOR UPDATE``) is what every fact that may change the run or more than
+    one task takes. ``SHARED`` (``FOR SHARE`` of the run, ``FOR UPDATE`` of the task) is for
+    a fact that changes its own task only and reads the run (``/started``): such facts of
+    one run may apply together, while a fact holding or waiting for the exclusive lock (a
+    completion, a cancel) still orders against each of them. The task row is always taken
+    exclusively, so two reports of the same task still apply one at a time. ``NONE`` reads
+    without a lock (heartbeats). SQLite serialises every writer anyway."""
+
+    NONE = "none"
+    SHARED = "shared"
+    EXCLUSIVE = "exclusive"
+
+
+def _run_with_task(lock: RunLock) -> Select[Run, Task, bool]:
     tenant: BindParameter[str] = bindparam("tenant_id")
     workspace: BindParameter[str] = bindparam("workspace_id")
     # Whether the task has outgoing edges: a completion then skips its edge query (a
@@ -160,22 +176,28 @@ def _run_with_task(*, lock: bool) -> Select[Run, Task, bool]:
         # each load, and most are only ever written here. Any other loads when first read.
         .options(load_only(*_CALLBACK_RUN_COLUMNS), load_only(*_CALLBACK_TASK_COLUMNS))
     )
-    return stmt.with_for_update(of=[Run, Task]) if lock else stmt
+    if lock is RunLock.EXCLUSIVE:
+        return stmt.with_for_update(of=[Run, Task])
+    if lock is RunLock.SHARED:
+        # Two locking clauses of different strength, which with_for_update cannot say; only
+        # PostgreSQL takes them (SQLite has no row locks).
+        return stmt.suffix_with("FOR SHARE OF runs FOR UPDATE OF tasks", dialect="postgresql")
+    return stmt
 
 
 # Built once: a statement object keeps its cache key, which SQLAlchemy would otherwise work
 # out again at every execution (a good part of a callback's CPU).
-_RUN_WITH_TASK = {lock: _run_with_task(lock=lock) for lock in (False, True)}
+_RUN_WITH_TASK = {lock: _run_with_task(lock) for lock in RunLock}
 
 
 def run_with_task(
-    session: Session, scope: Scope, run_id: str, task_key: str, *, lock: bool
+    session: Session, scope: Scope, run_id: str, task_key: str, *, lock: RunLock
 ) -> tuple[Run, Task] | None:
-    """A run of this scope and one of its tasks in one round trip; with ``lock``, both rows
-    locked as :func:`lock_run` then the task's first write would (``OF runs, tasks``: the
-    run row is locked first, the order every fact keeps). Both rows are locked, not just the
-    run, because a join that waited for the run lock re-reads only the rows it locks: the
-    task must be read as the run lock's previous holder left it."""
+    """A run of this scope and one of its tasks in one round trip, with the run row held as
+    ``lock`` says (:class:`RunLock`) and, when locked, the task row too (``OF runs, tasks``:
+    the run row is locked first, the order every fact keeps). Both rows are locked, not just
+    the run, because a join that waited for the run lock re-reads only the rows it locks:
+    the task must be read as the run lock's previous holder left it."""
     params = {
         "run_id": run_id,
         "task_key": task_key,
