@@ -16,6 +16,7 @@ from arco_envelope import TaskCompletedRequest, TaskStartedRequest, callback_tas
 from arco_orchestration import callbacks
 from arco_orchestration.callbacks import CallbackResult
 from arco_orchestration.db import Database
+from arco_orchestration.facts import EventKind, get_task, insert_keyed_event
 from arco_orchestration.states import RunState, TaskState
 from arco_testkit.clock import at
 from arco_testkit.facts import (
@@ -109,17 +110,20 @@ def completed(
     )
 
 
-def test_started_sends_four_statements_and_a_repeat_writes_nothing(database: Database) -> None:
+def test_started_writes_with_its_keyed_event_and_a_repeat_writes_nothing(
+    database: Database,
+) -> None:
     trigger(database, "run-1", [planned("a")])
     dispatch(database, "run-1", "a", now=at(0))
     body = started_body(database, "run-1", "a")
 
     result, sent = started(database, "run-1", "a", body)
     assert (result.status, result.applied) == (200, True)
-    # Run and task in one locked read, the keyed event, the task row and the consumed outbox
-    # row (one statement on PostgreSQL: the DELETE rides on the UPDATE as a CTE).
-    writes = ["WITH"] if _postgres(database) else ["UPDATE", "DELETE"]
-    assert sent == ["SELECT", "INSERT", *writes]
+    # Run and task in one locked read, then the keyed event, the task row and the consumed
+    # outbox row (one statement on PostgreSQL: the event's INSERT and the DELETE ride on the
+    # UPDATE as CTEs, which write only if the event's key was new).
+    writes = ["WITH"] if _postgres(database) else ["INSERT", "UPDATE", "DELETE"]
+    assert sent == ["SELECT", *writes]
     (started_event,) = task_events(database, "run-1", "a", "started")
     assert (started_event.from_state, started_event.to_state) == ("DISPATCHED", "RUNNING")
     assert started_event.detail == {"workerId": "w-1"}
@@ -128,23 +132,24 @@ def test_started_sends_four_statements_and_a_repeat_writes_nothing(database: Dat
 
     again, sent = started(database, "run-1", "a", body)
     assert (again.status, again.applied) == (200, False)
-    assert sent == ["SELECT", "INSERT"]  # the insert finds the key taken and writes nothing
+    # The insert finds the key taken and nothing is written.
+    assert sent == ["SELECT", "WITH" if _postgres(database) else "INSERT"]
     after = load_task(database, "run-1", "a")
     assert (after.row_version, after.started_at) == (before.row_version, before.started_at)
     assert len(task_events(database, "run-1", "a")) == 2  # dispatch_requested, started
 
 
-def test_completed_of_a_one_task_run_sends_four_statements(database: Database) -> None:
+def test_completed_of_a_one_task_run_writes_with_its_keyed_event(database: Database) -> None:
     trigger(database, "run-1", [planned("a")])
     run_task(database, "run-1", "a", now=at(0))
     body = completed_body(database, "run-1", "a", output={"rowCount": 3}, metrics={"cpuTimeMs": 7})
 
     result, sent = completed(database, "run-1", "a", body)
     assert (result.status, result.applied) == (200, True)
-    # No edge query (one task), no outbox delete (RUNNING), each row written once (both in
-    # one statement on PostgreSQL: the run's UPDATE rides on the task's as a CTE).
-    writes = ["WITH"] if _postgres(database) else ["UPDATE", "UPDATE"]
-    assert sent == ["SELECT", "INSERT", *writes]
+    # No edge query (one task), no outbox delete (RUNNING), each row written once, all with
+    # the keyed event in one statement on PostgreSQL (the event and run as CTEs).
+    writes = ["WITH"] if _postgres(database) else ["INSERT", "UPDATE", "UPDATE"]
+    assert sent == ["SELECT", *writes]
     task = load_task(database, "run-1", "a")
     assert (task.state, task.completed_at, task.heartbeat_deadline) == (
         TaskState.SUCCEEDED,
@@ -232,14 +237,14 @@ def test_completed_of_a_task_nothing_depends_on_sends_no_edge_query(database: Da
     graph) completes without the edge query, whether it succeeds or fails."""
     trigger(database, "run-1", [planned("a"), planned("b", "a"), planned("c")])
     finish(database, "run-1", "a", succeeded(), now=at(1))
-    writes = ["WITH"] if _postgres(database) else ["UPDATE", "UPDATE"]
+    writes = ["WITH"] if _postgres(database) else ["INSERT", "UPDATE", "UPDATE"]
     for key, outcome in (("b", "SUCCEEDED"), ("c", "FAILED")):
         run_task(database, "run-1", key, now=at(2))
         extra = {"error": {"category": "USER_CODE", "message": "boom", "retryable": False}}
         body = completed_body(database, "run-1", key, outcome, **(extra if key == "c" else {}))
         result, sent = completed(database, "run-1", key, body)
         assert (result.status, result.applied) == (200, True)
-        assert sent == ["SELECT", "INSERT", *writes]
+        assert sent == ["SELECT", *writes]
     assert task_states(database, "run-1") == {"a": "SUCCEEDED", "b": "SUCCEEDED", "c": "FAILED"}
     assert load_run(database, "run-1").state == RunState.FAILED
 
@@ -276,3 +281,34 @@ def test_a_failure_skips_a_diamond_once_per_task(database: Database) -> None:
         ("b", "d"): "SKIPPED",
         ("c", "d"): "SKIPPED",
     }
+
+
+def test_a_completion_whose_key_is_taken_writes_nothing(database: Database) -> None:
+    """The key of an attempt's completion can be taken while its task still runs (a row
+    repaired by hand, a bug): the completion then changes nothing, though its writes go in
+    the same statement as its event on PostgreSQL."""
+    trigger(database, "run-1", [planned("a")])
+    run_task(database, "run-1", "a", now=at(0))
+    body = completed_body(database, "run-1", "a")
+    with database.transaction() as session:
+        task = get_task(session, SCOPE, "run-1", "a")
+        assert task is not None
+        assert insert_keyed_event(
+            session,
+            task,
+            EventKind.COMPLETED,
+            at(9),
+            from_state="RUNNING",
+            to_state="SUCCEEDED",
+            detail=None,
+            idempotency_key=f"finished:run-1:a:{task.attempt}",
+        )
+    before = load_task(database, "run-1", "a")
+
+    result, sent = completed(database, "run-1", "a", body)
+    assert (result.status, result.applied) == (200, False)
+    assert sent == ["SELECT", "WITH" if _postgres(database) else "INSERT"]
+    after = load_task(database, "run-1", "a")
+    assert (after.state, after.row_version) == (TaskState.RUNNING, before.row_version)
+    run = load_run(database, "run-1")
+    assert (run.state, counters(run)["completed"]) == (RunState.RUNNING, 0)

@@ -9,17 +9,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from sqlalchemy import event, text
 
 from arco_envelope import TaskCompletedRequest, callback_task_id
 from arco_orchestration import callbacks, facts
 from arco_orchestration.db import Database
 from arco_orchestration.facts.store import (
+    EventKind,
     drop_outbox,
+    insert_keyed,
+    keyed_event_fields,
     new_outbox_row,
+    write_keyed,
     write_row,
     write_rows,
-    write_task_dropping_outbox,
 )
 from arco_orchestration.facts.transitions import TaskTransition, transition
 from arco_orchestration.models import Run, Task
@@ -33,6 +37,7 @@ from arco_testkit.facts import (
     outbox_rows,
     planned,
     run_task,
+    task_events,
     trigger,
 )
 from arco_testkit.values import SCOPE
@@ -206,31 +211,83 @@ def test_write_rows_with_one_row_changed_writes_that_row(database: Database) -> 
     assert load_task(database, "run-1", "a").completed_at == at(3)
 
 
-def test_writing_a_task_drops_its_consumed_outbox_rows(database: Database) -> None:
+def _started_event(task: Task) -> dict[str, Any]:
+    return keyed_event_fields(
+        task,
+        EventKind.STARTED,
+        at(1),
+        from_state=task.state,
+        to_state="RUNNING",
+        detail={"workerId": "w-1"},
+        idempotency_key=f"started:{task.run_id}:{task.task_key}:{task.attempt}",
+    )
+
+
+def test_a_keyed_write_drops_the_consumed_outbox_rows_with_its_event(database: Database) -> None:
     trigger(database, "run-1", [planned("a"), planned("b")])
     dispatch(database, "run-1", "a", now=at(0))
     dispatch(database, "run-1", "b", now=at(0))
     with statements(database) as sent, database.transaction() as session:
         _, task = _locked(
-            facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
+            facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.SHARED)
         )
+        event = _started_event(task)
         transition(task, TaskTransition.START)
-        write_task_dropping_outbox(session, task, through_attempt=task.attempt)
-    assert len(sent) == 1 + _writes(database)
+        assert write_keyed(session, event, task, drop_outbox_through=task.attempt)
+    # PostgreSQL: the read, then event, task and outbox in one statement; SQLite: three.
+    postgres = database.engine.dialect.name == "postgresql"
+    assert sent == (["SELECT", "WITH"] if postgres else ["SELECT", "INSERT", "UPDATE", "DELETE"])
     assert load_task(database, "run-1", "a").state == "RUNNING"
     assert [row.task_key for row in outbox_rows(database, "run-1")] == ["b"]
+    (started,) = task_events(database, "run-1", "a", "started")
+    assert (started.from_state, started.to_state, started.detail) == (
+        "DISPATCHED",
+        "RUNNING",
+        {"workerId": "w-1"},
+    )
 
 
-def test_writing_a_task_drops_outbox_rows_still_pending_in_the_session(
-    database: Database,
-) -> None:
+def test_a_keyed_write_of_an_applied_key_writes_nothing(database: Database) -> None:
+    trigger(database, "run-1", [planned("a")])
+    dispatch(database, "run-1", "a", now=at(0))
+    with database.transaction() as session:
+        run, task = _locked(
+            facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
+        )
+        assert insert_keyed(session, _started_event(task))
+    before_task = load_task(database, "run-1", "a")
+    before_run = load_run(database, "run-1")
+    with database.transaction() as session:
+        run, task = _locked(
+            facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
+        )
+        event = _started_event(task)
+        transition(task, TaskTransition.START)
+        run.tasks_completed += 1
+        assert not write_keyed(session, event, task, run=run, drop_outbox_through=task.attempt)
+    # Nothing written, not even by the flush at commit; the keys stay readable afterwards.
+    assert (task.run_id, task.task_key) == ("run-1", "a")
+    after_task = load_task(database, "run-1", "a")
+    assert (after_task.state, after_task.row_version) == (
+        before_task.state,
+        before_task.row_version,
+    )
+    assert load_run(database, "run-1").tasks_completed == before_run.tasks_completed
+    assert len(outbox_rows(database, "run-1")) == 1
+    assert len(task_events(database, "run-1", "a", "started")) == 1
+
+
+def test_a_keyed_write_refuses_a_session_with_other_changes(database: Database) -> None:
+    """A flush would write them before the event, so a repeat would not stop them."""
     trigger(database, "run-1", [planned("a")])
     with database.transaction() as session:
         _, task = _locked(
             facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
         )
+        event = _started_event(task)
         new_outbox_row(session, task, dispatch_id="d-1", attempt=1, attempt_id="x", now=at(0))
-        task.completed_at = at(1)
-        write_task_dropping_outbox(session, task, through_attempt=1)
+        with pytest.raises(RuntimeError, match="other than run and task"):
+            write_keyed(session, event, task, drop_outbox_through=1)
+        session.rollback()
     assert outbox_rows(database, "run-1") == []
-    assert load_task(database, "run-1", "a").completed_at == at(1)
+    assert task_events(database, "run-1", "a", "started") == []

@@ -18,14 +18,17 @@ from arco_orchestration.facts.graph import (
     count_terminal,
     finish_run_if_done,
     satisfy_downstream,
+    without_downstream,
 )
 from arco_orchestration.facts.store import (
     EventKind,
     drop_outbox,
-    insert_keyed_event,
+    flush_earlier_changes,
+    insert_keyed,
+    keyed_event_fields,
     notify_dispatcher,
+    write_keyed,
     write_rows,
-    write_task_dropping_outbox,
 )
 from arco_orchestration.facts.transitions import (
     TASK_TRANSITIONS,
@@ -48,8 +51,7 @@ def apply_started(session: Session, run: Run, task: Task, *, worker_id: str, now
     """TaskStarted (T4) for the task's current attempt; a repeat is a no-op."""
     if not allows(task, TaskTransition.START):
         return False
-    if not insert_keyed_event(
-        session,
+    event = keyed_event_fields(
         task,
         EventKind.STARTED,
         now,
@@ -57,14 +59,14 @@ def apply_started(session: Session, run: Run, task: Task, *, worker_id: str, now
         to_state=TASK_TRANSITIONS[TaskTransition.START].target,
         detail={"workerId": worker_id},
         idempotency_key=f"started:{task.run_id}:{task.task_key}:{task.attempt}",
-    ):
-        return False
+    )
+    flush_earlier_changes(session)
     transition(task, TaskTransition.START)
     task.started_at = now
     task.last_heartbeat_at = None
     task.heartbeat_deadline = _deadline(task, now)
-    write_task_dropping_outbox(session, task, through_attempt=task.attempt)
-    return True
+    # The start's only statements: its keyed event guards them all (write_keyed).
+    return write_keyed(session, event, task, drop_outbox_through=task.attempt)
 
 
 def _deadline(task: Task, last_sign_of_life: datetime) -> datetime:
@@ -196,9 +198,7 @@ def apply_completion(
         detail["partialProgress"] = json.dumps(completion.partial_progress)
     if retry_at is not None:
         detail["retryNotBefore"] = format_timestamp(retry_at)
-    # The keyed event goes first so a repeat stops here, before any row has changed.
-    if not insert_keyed_event(
-        session,
+    event = keyed_event_fields(
         task,
         kind,
         now,
@@ -206,7 +206,18 @@ def apply_completion(
         to_state=state.value,
         detail=detail,
         idempotency_key=f"finished:{task.run_id}:{task.task_key}:{task.attempt}",
-    ):
+    )
+    # A completion that writes only its task and run rows (the common case: a started task
+    # nothing depends on, not retried) sends its keyed event with those writes. Any other
+    # sends the event first, so a repeat stops before any statement has changed a row.
+    own_rows_only = (
+        previous == TaskState.RUNNING
+        and state is not TaskState.RETRY_WAIT
+        and without_downstream(session, run, task.task_key)
+    )
+    if own_rows_only:
+        flush_earlier_changes(session)
+    elif not insert_keyed(session, event):
         return False
     # No autoflush until every change is made: the flush then writes the task and the run
     # row once each instead of once per statement that happens to run in between.
@@ -238,5 +249,7 @@ def apply_completion(
             else:
                 cascade(session, run, task, now)
         finish_run_if_done(run, now)
+        if own_rows_only:
+            return write_keyed(session, event, task, run=run)
         write_rows(session, run, task)
     return True

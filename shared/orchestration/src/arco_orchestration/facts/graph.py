@@ -47,6 +47,13 @@ def count_terminal(run: Run, state: TaskState) -> None:
         run.tasks_cancelled += 1
 
 
+def without_downstream(session: Session, run: Run, task_key: str) -> bool:
+    """Whether it is known, without a query, that no edge leaves the task: edges join two
+    tasks of one run, so a one-task run has none, and the callback's locked read tells
+    whether its task has any."""
+    return run.tasks_total <= 1 or known_without_downstream(session, run.run_id, task_key)
+
+
 def finish_run_if_done(run: Run, now: datetime) -> None:
     """End a live run whose every task is terminal."""
     if RunState(run.state).is_terminal or run.tasks_completed < run.tasks_total:
@@ -86,9 +93,7 @@ def _edges_from(
 ) -> list[tuple[TaskDependency, Task | None]]:
     """The outgoing edges of ``upstream_key`` with their downstream tasks, in one query
     (rows already in the session keep their unflushed changes)."""
-    if run.tasks_total <= 1 or known_without_downstream(session, run.run_id, upstream_key):
-        # Edges join two tasks of one run: a one-task run has none, and the callback's
-        # locked read tells whether its task has any; either way skip the round trip.
+    if without_downstream(session, run, upstream_key):
         return []
     stmt = (
         select(TaskDependency, Task)

@@ -382,6 +382,29 @@ _KEYED_INSERT = {
 }
 
 
+def keyed_event_fields(
+    task: Task,
+    kind: EventKind,
+    at: datetime,
+    *,
+    from_state: str | None,
+    to_state: str,
+    detail: dict[str, Any] | None,
+    idempotency_key: str,
+) -> dict[str, Any]:
+    """The columns of a keyed task event of ``task`` as it is now, for :func:`write_keyed`
+    (made before the fact changes the task: the event names the attempt it applies to)."""
+    return _event_fields(
+        task,
+        kind,
+        at,
+        from_state=from_state,
+        to_state=to_state,
+        detail=detail,
+        idempotency_key=idempotency_key,
+    )
+
+
 def insert_keyed_event(
     session: Session,
     task: Task,
@@ -396,9 +419,6 @@ def insert_keyed_event(
     """Append a keyed task event with its final values; ``False`` (and nothing written)
     when that key was already applied. One ``INSERT ... ON CONFLICT DO NOTHING``: a
     callback's cost is its round trips, and a savepoint would add three."""
-    if session.new:
-        # Events added earlier in this transaction go first, so the history keeps their order.
-        session.flush()
     fields = _event_fields(
         task,
         kind,
@@ -408,6 +428,14 @@ def insert_keyed_event(
         detail=detail,
         idempotency_key=idempotency_key,
     )
+    return insert_keyed(session, fields)
+
+
+def insert_keyed(session: Session, fields: dict[str, Any]) -> bool:
+    """:func:`insert_keyed_event` of fields made by :func:`keyed_event_fields`."""
+    if session.new:
+        # Events added earlier in this transaction go first, so the history keeps their order.
+        session.flush()
     connection = session.connection()
     # On the connection: the session's execute adds its own steps (autoflush included) to
     # each statement, and this one needs none of them after the flush of new rows above.
@@ -621,12 +649,11 @@ def write_many(session: Session, rows: Sequence[Run | Task]) -> None:
 
 
 # The PostgreSQL statements that send a callback's last writes at once (see write_rows and
-# write_task_dropping_outbox): a writable CTE runs with the UPDATE it is attached to, one
+# write_keyed): a writable CTE runs with the UPDATE it is attached to, one
 # round trip and one statement execution instead of two. Built at first use, like _WRITES.
 # Their parameters are prefixed: SQLAlchemy takes an execution parameter named like a column
 # of a CTE's UPDATE for that column, and runs and tasks share column names (state, ...).
 _JOINT_WRITES: dict[tuple[frozenset[str], frozenset[str]], Update] = {}
-_WRITE_DROPPING_OUTBOX: dict[frozenset[str], Update] = {}
 _RUN, _TASK, _OUTBOX = "run_", "task_", "outbox_"
 
 
@@ -676,47 +703,139 @@ def write_rows(session: Session, run: Run, task: Task) -> None:
     task_state._commit_all(task_state.dict, session.identity_map)
 
 
-def _write_dropping_outbox(task_columns: frozenset[str]) -> Update:
-    stmt = _WRITE_DROPPING_OUTBOX.get(task_columns)
+# The PostgreSQL statements of write_keyed, built at first use: the keyed event's INSERT and
+# the writes it guards in one statement. Each write runs only if the INSERT returned its row
+# (a new key), so a repeat writes nothing and the task UPDATE's count tells which it was.
+_KEYED_WRITES: dict[tuple[frozenset[str] | None, frozenset[str], bool], Update] = {}
+_EVENT = "event_"
+
+
+def _keyed_write(
+    run_columns: frozenset[str] | None, task_columns: frozenset[str], drop: bool
+) -> Update:
+    key = (run_columns, task_columns, drop)
+    stmt = _KEYED_WRITES.get(key)
     if stmt is None:
-        table = cast(Table, DispatchOutbox.__table__)
-        dropped = (
-            delete(table)
-            .where(
-                table.c.run_id == bindparam(f"{_OUTBOX}run_id"),
-                table.c.task_key == bindparam(f"{_OUTBOX}task_key"),
-                table.c.attempt <= bindparam(f"{_OUTBOX}through_attempt"),
+        events = cast(Table, TaskEvent.__table__)
+        names = [column.key for column in events.columns if column.key != "id"]
+        inserted = (
+            postgresql.insert(events)
+            .values(
+                {name: bindparam(f"{_EVENT}{name}", type_=events.c[name].type) for name in names}
             )
-            .cte("outbox_drop")
+            .on_conflict_do_nothing(
+                index_elements=[events.c.tenant_id, events.c.workspace_id, events.c.idempotency_key]
+            )
+            .returning(events.c.id)
+            .cte("keyed_event")
         )
-        # Unreferenced, it still runs: PostgreSQL runs every data-modifying CTE to completion.
-        task_write = _write_statement(cast(Table, Task.__table__), task_columns, _TASK)
-        stmt = task_write.add_cte(dropped)
-        _WRITE_DROPPING_OUTBOX[task_columns] = stmt
+        new_key = exists(select(inserted.c.id))
+        task_write = _write_statement(cast(Table, Task.__table__), task_columns, _TASK).where(
+            new_key
+        )
+        if run_columns is not None:
+            runs = cast(Table, Run.__table__)
+            run_write = (
+                _write_statement(runs, run_columns, _RUN)
+                .where(new_key)
+                .returning(runs.c.run_id)
+                .cte("run_write")
+            )
+            written = select(func.count()).select_from(run_write).scalar_subquery()
+            task_write = task_write.where(written == literal_column("1"))
+        if drop:
+            outbox = cast(Table, DispatchOutbox.__table__)
+            dropped = (
+                delete(outbox)
+                .where(
+                    outbox.c.run_id == bindparam(f"{_OUTBOX}run_id"),
+                    outbox.c.task_key == bindparam(f"{_OUTBOX}task_key"),
+                    outbox.c.attempt <= bindparam(f"{_OUTBOX}through_attempt"),
+                    new_key,
+                )
+                .cte("outbox_drop")
+            )
+            task_write = task_write.add_cte(dropped)
+        stmt = task_write.add_cte(inserted)
+        _KEYED_WRITES[key] = stmt
     return stmt
 
 
-def write_task_dropping_outbox(session: Session, task: Task, *, through_attempt: int) -> None:
-    """``write_row(task)`` then ``drop_outbox(session, task, through_attempt=...)``; on
-    PostgreSQL one statement, when the session has no other change the DELETE should see
-    first (a new or changed outbox row: drop_outbox flushes those before it deletes)."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if not postgres or session.new or any(row is not task for row in session.dirty):
-        write_row(session, task)
-        drop_outbox(session, task, through_attempt=through_attempt)
-        return
-    pending = _pending_write(session, task)
-    if pending is None:
-        drop_outbox(session, task, through_attempt=through_attempt)
-        return
-    state, task_params, changed = pending
-    params = _prefixed(_TASK, task_params)
-    params.update(
-        _prefixed(
-            _OUTBOX,
-            {"run_id": task.run_id, "task_key": task.task_key, "through_attempt": through_attempt},
+def _discard(session: Session, *rows: Run | Task | None) -> None:
+    """Forget the unwritten changes of ``rows`` (a fact that found its key applied): the
+    flush at commit must not write them. Only the changed attributes are expired, so the
+    keys stay readable once the session is closed."""
+    for row in rows:
+        if row is None:
+            continue
+        changed = list(cast("InstanceState[Run | Task]", inspect(row)).committed_state)
+        if changed:
+            session.expire(row, changed)
+
+
+def flush_earlier_changes(session: Session) -> None:
+    """Send what the session holds from before a fact that ends in :func:`write_keyed`, so
+    that it holds only the fact's own changes then (a no-op in a callback's transaction)."""
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+
+
+def write_keyed(
+    session: Session,
+    event: dict[str, Any],
+    task: Task,
+    *,
+    run: Run | None = None,
+    drop_outbox_through: int | None = None,
+) -> bool:
+    """A fact's keyed event (:func:`keyed_event_fields`), then its writes: ``run``'s and
+    ``task``'s changed columns and, with ``drop_outbox_through``, the task's outbox rows of
+    attempts up to that one dropped. ``False``, and nothing written, when the key was
+    already applied (the rows' changes are then discarded).
+
+    For a fact whose only statements are these: on PostgreSQL they are one statement, one
+    round trip under the run lock instead of two or three; elsewhere the event goes first.
+    The session must hold no other change (:func:`flush_earlier_changes`): a flush would
+    write it before the event."""
+    if session.new or any(row is not task and row is not run for row in session.dirty):
+        raise RuntimeError("write_keyed: the session holds changes other than run and task")
+    run_pending = _pending_write(session, run) if run is not None else None
+    task_pending = _pending_write(session, task)
+    if session.get_bind().dialect.name != "postgresql" or task_pending is None:
+        if not insert_keyed(session, event):
+            _discard(session, run, task)
+            return False
+        if run is not None:
+            write_rows(session, run, task)
+        else:
+            write_row(session, task)
+        if drop_outbox_through is not None:
+            drop_outbox(session, task, through_attempt=drop_outbox_through)
+        return True
+    task_state, task_params, task_changed = task_pending
+    params = {**_prefixed(_EVENT, event), **_prefixed(_TASK, task_params)}
+    run_changed = None
+    if run_pending is not None:
+        params.update(_prefixed(_RUN, run_pending[1]))
+        run_changed = run_pending[2]
+    if drop_outbox_through is not None:
+        params.update(
+            _prefixed(
+                _OUTBOX,
+                {
+                    "run_id": task.run_id,
+                    "task_key": task.task_key,
+                    "through_attempt": drop_outbox_through,
+                },
+            )
         )
-    )
-    result = session.connection().execute(_write_dropping_outbox(changed), params)
-    _check_written(result, cast(Table, Task.__table__), state)
-    state._commit_all(state.dict, session.identity_map)
+    stmt = _keyed_write(run_changed, task_changed, drop_outbox_through is not None)
+    result = session.connection().execute(stmt, params)
+    if getattr(result, "rowcount", 0) != 1:
+        # The task row is locked by this transaction, so no count of 1 means a known key.
+        _discard(session, run, task)
+        return False
+    if run_pending is not None:
+        run_pending[0]._commit_all(run_pending[0].dict, session.identity_map)
+    task_state._commit_all(task_state.dict, session.identity_map)
+    return True
