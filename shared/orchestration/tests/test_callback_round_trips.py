@@ -16,7 +16,7 @@ from arco_envelope import TaskCompletedRequest, TaskStartedRequest, callback_tas
 from arco_orchestration import callbacks
 from arco_orchestration.callbacks import CallbackResult
 from arco_orchestration.db import Database
-from arco_orchestration.facts import EventKind, get_task, insert_keyed_event
+from arco_orchestration.facts import EventKind, get_task, insert_keyed, keyed_event_fields
 from arco_orchestration.states import RunState, TaskState
 from arco_testkit.clock import at
 from arco_testkit.facts import (
@@ -293,15 +293,17 @@ def test_a_completion_whose_key_is_taken_writes_nothing(database: Database) -> N
     with database.transaction() as session:
         task = get_task(session, SCOPE, "run-1", "a")
         assert task is not None
-        assert insert_keyed_event(
+        assert insert_keyed(
             session,
-            task,
-            EventKind.COMPLETED,
-            at(9),
-            from_state="RUNNING",
-            to_state="SUCCEEDED",
-            detail=None,
-            idempotency_key=f"finished:run-1:a:{task.attempt}",
+            keyed_event_fields(
+                task,
+                EventKind.COMPLETED,
+                at(9),
+                from_state="RUNNING",
+                to_state="SUCCEEDED",
+                detail=None,
+                idempotency_key=f"finished:run-1:a:{task.attempt}",
+            ),
         )
     before = load_task(database, "run-1", "a")
 

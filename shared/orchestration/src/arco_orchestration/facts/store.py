@@ -307,7 +307,7 @@ def add_event(
 ) -> TaskEvent:
     """Append a task event in the task's current state. A keyed event is for callers that
     rule a repeat out under the run lock: a repeat fails the transaction on the unique key
-    (callbacks, which must answer a repeat, use :func:`insert_keyed_event`)."""
+    (callbacks, which must answer a repeat, use :func:`insert_keyed` or :func:`write_keyed`)."""
     event = TaskEvent(
         **event_values(
             task, kind, at, from_state=from_state, detail=detail, idempotency_key=idempotency_key
@@ -405,34 +405,10 @@ def keyed_event_fields(
     )
 
 
-def insert_keyed_event(
-    session: Session,
-    task: Task,
-    kind: EventKind,
-    at: datetime,
-    *,
-    from_state: str | None,
-    to_state: str,
-    detail: dict[str, Any] | None,
-    idempotency_key: str,
-) -> bool:
-    """Append a keyed task event with its final values; ``False`` (and nothing written)
-    when that key was already applied. One ``INSERT ... ON CONFLICT DO NOTHING``: a
-    callback's cost is its round trips, and a savepoint would add three."""
-    fields = _event_fields(
-        task,
-        kind,
-        at,
-        from_state=from_state,
-        to_state=to_state,
-        detail=detail,
-        idempotency_key=idempotency_key,
-    )
-    return insert_keyed(session, fields)
-
-
 def insert_keyed(session: Session, fields: dict[str, Any]) -> bool:
-    """:func:`insert_keyed_event` of fields made by :func:`keyed_event_fields`."""
+    """Append the keyed task event ``fields`` (:func:`keyed_event_fields`); ``False`` (and
+    nothing written) when its key was already applied. One ``INSERT ... ON CONFLICT DO
+    NOTHING``: a callback's cost is its round trips, and a savepoint would add three."""
     if session.new:
         # Events added earlier in this transaction go first, so the history keeps their order.
         session.flush()
