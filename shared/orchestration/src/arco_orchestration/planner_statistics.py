@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Connection, Engine, bindparam, text
 
 # The tables every task writes, and the ones its facts read by key.
 BUSY_TABLES = ("dispatch_outbox", "runs", "task_dependencies", "task_events", "tasks")
@@ -46,20 +46,26 @@ def stale_tables(engine: Engine, tables: Sequence[str] = BUSY_TABLES) -> list[st
     if engine.dialect.name != "postgresql":
         return []
     with engine.connect() as connection:
-        found = connection.execute(
-            _STALE, {"tables": list(tables), "min_changed": MIN_CHANGED_ROWS}
-        ).scalars()
-        return [str(name) for name in found]
+        return _stale(connection, tables)
+
+
+def _stale(connection: Connection, tables: Sequence[str]) -> list[str]:
+    found = connection.execute(
+        _STALE, {"tables": list(tables), "min_changed": MIN_CHANGED_ROWS}
+    ).scalars()
+    return [str(name) for name in found]
 
 
 def refresh_stale(engine: Engine, tables: Sequence[str] = BUSY_TABLES) -> list[str]:
     """``ANALYZE`` each stale busy table; returns the tables analyzed. ``ANALYZE`` reads a
     bounded sample (300 x ``default_statistics_target`` rows) and takes no lock that blocks
-    reads or writes."""
-    stale = stale_tables(engine, tables)
-    if stale:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            for table in stale:
-                # A name from the fixed list above, never from input.
-                connection.execute(text(f'ANALYZE "{table}"'))
+    reads or writes. One connection for the check and the analyses, in autocommit mode: each
+    table's new statistics are published as soon as it is analyzed."""
+    if engine.dialect.name != "postgresql":
+        return []
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        stale = _stale(connection, tables)
+        for table in stale:
+            # A name from the fixed list above, never from input.
+            connection.execute(text(f'ANALYZE "{table}"'))
     return stale
