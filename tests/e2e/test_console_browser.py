@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -37,6 +37,8 @@ pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.parametrize("e2e", ["sqlite"], indirect=True),
 ]
+
+Result = TypeVar("Result")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -108,8 +110,26 @@ class Console:
     def open(self, path: str) -> None:
         self.driver.get(self.base + path)
 
+    def read(self, look: Callable[[], Result], timeout: float = 10.0) -> Result:
+        """``look()``, again if the live refresh replaced an element it was reading (the
+        runs list re-renders while other tests' runs change)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return look()
+            except StaleElementReferenceException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def text(self, css: str) -> str:
-        return str(self.driver.find_element(By.CSS_SELECTOR, css).text)
+        return self.read(lambda: str(self.driver.find_element(By.CSS_SELECTOR, css).text))
+
+    def texts(self, css: str) -> list[str]:
+        """The text of every element ``css`` finds, read from one rendering of the page."""
+        return self.read(
+            lambda: [str(e.text) for e in self.driver.find_elements(By.CSS_SELECTOR, css)]
+        )
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -124,9 +144,17 @@ class Console:
                 raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
             time.sleep(0.25)
 
+    def attribute(self, css: str, name: str) -> str:
+        """Attribute ``name`` of the first element ``css`` finds; "" when there is none."""
+
+        def look() -> str:
+            found = self.driver.find_elements(By.CSS_SELECTOR, css)
+            return str(found[0].get_attribute(name) or "") if found else ""
+
+        return self.read(look)
+
     def state_of(self, css: str) -> str:
-        found = self.driver.find_elements(By.CSS_SELECTOR, css)
-        return str(found[0].get_attribute("data-state")) if found else ""
+        return self.attribute(css, "data-state")
 
     def shot(self, folder: Path, name: str, max_height: int = 4000) -> None:
         """The whole page (up to ``max_height`` pixels), not just the window (Chromium's
@@ -200,10 +228,8 @@ def test_trigger_from_the_manifests_page_and_watch_it_succeed(
     assert console.driver.execute_script("return window.__notReloaded === true")
     assert console.driver.find_element(By.ID, "live").get_attribute("data-live-state") == "stopped"
     assert "SUCCEEDED" in console.text("#run-state"), "the state is written, not only coloured"
-    bars = console.driver.find_elements(By.CSS_SELECTOR, "svg.gantt g.bar")
-    assert len(bars) >= 3, "flaky's failed attempt, its retry, then ok"
-    nodes = console.driver.find_elements(By.CSS_SELECTOR, "svg.dag g.node")
-    assert len(nodes) == 2
+    assert len(console.texts("svg.gantt g.bar")) >= 3, "flaky's failed attempt, its retry, then ok"
+    assert len(console.texts("svg.dag g.node")) == 2
     console.shot(screenshots, "run-succeeded")
     assert console.api("GET", f"/runs/{run_id}").json()["state"] == "SUCCEEDED"
 
@@ -267,11 +293,8 @@ def test_runs_page_filters_by_state_and_finds_a_run_by_its_id_prefix(
     select.send_keys("FAILED")
     select.submit()
     console.wait("the filtered page", lambda: "state=FAILED" in console.driver.current_url)
-    states = {
-        element.text for element in console.driver.find_elements(By.CSS_SELECTOR, "tbody .state")
-    }
-    assert states == {"FAILED"}
-    run_id = console.driver.find_element(By.CSS_SELECTOR, "tbody a.mono").text
+    assert set(console.texts("tbody .state")) == {"FAILED"}
+    run_id = console.text("tbody a.mono")
     search = console.driver.find_element(By.ID, "search")
     search.send_keys(run_id[:-3])
     search.send_keys(Keys.ENTER)
@@ -279,6 +302,27 @@ def test_runs_page_filters_by_state_and_finds_a_run_by_its_id_prefix(
     assert run_id in console.text("tbody")
     console.open("/ui/runs/NO-SUCH-RUN")
     assert "run not found" in console.text("main")
+
+
+def test_the_runs_list_is_replaced_only_when_it_changes(console: Console) -> None:
+    """The live refresh leaves an unchanged section alone (a reader's selection in it
+    survives) and still shows a new run without a reload."""
+    console.open("/ui/runs?state=SUCCEEDED")
+    console.wait("the counts", lambda: "SUCCEEDED" in console.text(".counts"))
+    table = "document.querySelector('#live table')"
+    console.driver.execute_script(f"{table}.__kept = true")
+
+    def refreshed() -> str:
+        return console.attribute("#live", "data-live-updated")
+
+    first = console.wait("a refresh", refreshed, 15)
+    console.wait("another refresh", lambda: refreshed() not in ("", first), 15)
+    assert console.driver.execute_script(f"return {table}.__kept === true"), "left alone"
+    run = console.api("POST", "/runs", json={"selection": ["e2e.ok"]})
+    assert run.status_code == 201, run.text
+    run_id = run.json()["runId"]
+    console.wait("the new run in the list", lambda: run_id in console.text("tbody"), 60)
+    assert console.driver.execute_script("return window.location.search") == "?state=SUCCEEDED"
 
 
 def _layered_manifest(layers: int, width: int) -> dict[str, object]:
@@ -314,12 +358,9 @@ def test_a_run_of_two_hundred_tasks_is_drawn_with_every_state_written(
         assert run.status_code == 201, run.text
         console.open(f"/ui/runs/{run.json()['runId']}")
         console.wait("the run to end", lambda: console.state_of("#run-state") == "FAILED", 120)
-        nodes = console.driver.find_elements(By.CSS_SELECTOR, "svg.dag g.node")
-        assert len(nodes) == 200
-        states = console.driver.find_elements(By.CSS_SELECTOR, "svg.dag text.node-state")
-        assert {state.text for state in states} == {"FAILED", "SKIPPED"}
-        graph = console.driver.find_element(By.CSS_SELECTOR, "svg.dag")
-        assert str(graph.get_attribute("aria-label")).endswith("200 nodes in 8 layers")
+        assert len(console.texts("svg.dag g.node")) == 200
+        assert set(console.texts("svg.dag text.node-state")) == {"FAILED", "SKIPPED"}
+        assert console.attribute("svg.dag", "aria-label").endswith("200 nodes in 8 layers")
         console.shot(screenshots, "run-200-tasks", max_height=1300)
     finally:
         console.stack.deploy(e2e_manifest())

@@ -3,6 +3,7 @@ state-changing form, tenant isolation, the actions (trigger, cancel, rerun) and 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -356,6 +357,45 @@ def test_the_live_fragment_stops_following_a_finished_run(api: Api) -> None:
     assert 'id="error-message"' in task.text
     assert "boom" in task.text
     assert "USER_CODE" in task.text
+
+
+def _shown_version(page: str) -> str:
+    [version] = re.findall(r'id="live"[^>]* data-live-version="([^"]+)"', page)
+    return str(version)
+
+
+@pytest.mark.parametrize("kind", ["runs", "run", "task"])
+def test_a_page_carries_its_live_version_so_an_unchanged_section_is_not_sent(
+    api: Api, kind: str
+) -> None:
+    """The refresher starts from the version the page was rendered with: while nothing
+    changes it gets 204, and replaces the section (losing a reader's selection in it) only
+    when the section did change."""
+    signed_in_csrf(api.client)
+    run_id = api.run()
+    path = {
+        "runs": "/ui/runs",
+        "run": f"/ui/runs/{run_id}",
+        "task": f"/ui/runs/{run_id}/tasks/{RAW}",
+    }[kind]
+    page = api.client.get(path)
+    assert page.status_code == 200
+    shown = _shown_version(page.text)
+    assert page.headers["x-console-version"] == shown
+    live = f"{path}{'&' if '?' in path else '?'}fragment=live"
+    same = api.client.get(live, headers={"x-console-version": shown})
+    assert same.status_code == 204, "nothing changed since the page was rendered"
+    assert (same.headers["x-console-version"], same.headers["x-console-live"]) == (shown, "follow")
+    first = api.client.get(live)
+    assert first.status_code == 200, "a refresher that shows no version gets the section"
+    assert first.headers["x-console-version"] == shown
+    assert "<html" not in first.text
+    api.fail(api.dispatch(run_id), retryable=False)
+    changed = api.client.get(live, headers={"x-console-version": shown})
+    assert changed.status_code == 200
+    assert changed.headers["x-console-version"] != shown
+    assert "FAILED" in changed.text
+    assert _shown_version(api.client.get(path).text) == changed.headers["x-console-version"]
 
 
 def test_a_bad_runs_query_is_a_400_page(api: Api) -> None:

@@ -3,10 +3,12 @@ headers every console page carries."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from starlette.responses import HTMLResponse, Response
 
 from arco_api.console import dag_layout
@@ -74,13 +76,48 @@ def render(
     """``template`` with ``context``; ``live`` tells the page's refresher whether to go on."""
     headers = dict(SECURITY_HEADERS)
     if live is not None:
-        headers[LIVE_HEADER] = "follow" if live else "stop"
+        headers[LIVE_HEADER] = _follow(live)
     body = _env.get_template(template).render(**context)
     return HTMLResponse(body, status_code=status, headers=headers)
 
 
+def live_page(
+    request_version: str | None,
+    page: str,
+    section: str,
+    /,  # templates' context may hold a "page" too
+    *,
+    live: bool,
+    version: str | None = None,
+    **context: Any,
+) -> Response:
+    """A page with a live section: the whole ``page`` or, when its refresher asks
+    (``request_version`` is the version it shows, "" before any), the ``section`` alone.
+
+    The section is versioned (``version``, by default a digest of its rendering) and the
+    page carries the version it shows, so the refresher gets 204 while nothing changes and
+    replaces the section, losing a reader's selection or focus in it, only when it did."""
+    rendered = _env.get_template(section).render(**context)
+    version = version or hashlib.blake2b(rendered.encode(), digest_size=12).hexdigest()
+    if request_version is None:
+        # Markup: the section is the output of an autoescaped template, not raw input.
+        section_html = Markup(rendered)  # noqa: S704
+        response = render(
+            page, live=live, live_section=section_html, live_version=version, **context
+        )
+    elif request_version == version:
+        return unchanged(version, live=live)
+    else:
+        response = HTMLResponse(rendered, headers={**SECURITY_HEADERS, LIVE_HEADER: _follow(live)})
+    response.headers[VERSION_HEADER] = version
+    return response
+
+
+def _follow(live: bool) -> str:
+    return "follow" if live else "stop"
+
+
 def unchanged(version: str, *, live: bool) -> Response:
     """The live section did not change since ``version``: nothing to send (204)."""
-    headers = {**SECURITY_HEADERS, LIVE_HEADER: "follow" if live else "stop"}
-    headers[VERSION_HEADER] = version
+    headers = {**SECURITY_HEADERS, LIVE_HEADER: _follow(live), VERSION_HEADER: version}
     return Response(status_code=204, headers=headers)

@@ -18,7 +18,13 @@ from starlette.responses import RedirectResponse, Response
 
 from arco_api.console import actions
 from arco_api.console.manifests_view import load_manifests_view
-from arco_api.console.pages import SECURITY_HEADERS, VERSION_HEADER, render, unchanged
+from arco_api.console.pages import (
+    SECURITY_HEADERS,
+    VERSION_HEADER,
+    live_page,
+    render,
+    unchanged,
+)
 from arco_api.console.run_view import GANTT_WIDTH, load_run_view, run_version
 from arco_api.console.runs_view import (
     FILTERABLE_STATES,
@@ -101,8 +107,11 @@ def _live_url(request: Request) -> str:
     return f"{request.url.path}?{urlencode([*params, ('fragment', 'live')])}"
 
 
-def _live(request: Request) -> bool:
-    return request.query_params.get("fragment") == "live"
+def _shown_version(request: Request) -> str | None:
+    """``None`` for a whole page; for its live section, the version the page shows."""
+    if request.query_params.get("fragment") != "live":
+        return None
+    return request.headers.get(VERSION_HEADER, "")
 
 
 # --- login --------------------------------------------------------------------------------
@@ -160,11 +169,12 @@ async def logout(request: Request, session: SessionDep) -> Response:
 async def runs_page(request: Request, session: SessionDep) -> Response:
     query = parse_runs_query(request.query_params)
     page = await _read(request, lambda db: load_runs_page(db, session.scope, query))
-    template = "runs_live.html" if _live(request) else "runs.html"
     # Only the first page follows: older pages hold finished runs and would jump about.
     live = page.first_page
-    return render(
-        template,
+    return live_page(
+        _shown_version(request),
+        "runs.html",
+        "runs_live.html",
         live=live,
         page=page,
         states=FILTERABLE_STATES,
@@ -176,32 +186,31 @@ async def runs_page(request: Request, session: SessionDep) -> Response:
 @router.get("/runs/{run_id}")
 async def run_page(request: Request, session: SessionDep, run_id: str) -> Response:
     now = api_context(request).clock()
-    version: tuple[str, bool] | None = None
-    if _live(request):
-        version = await _read(request, lambda db: run_version(db, session.scope, run_id))
-        if version is None:
-            raise PageNotFound(f"run not found: {run_id}")
-        if request.headers.get(VERSION_HEADER) == version[0]:
-            return unchanged(version[0], live=not version[1])
+    shown = _shown_version(request)
+    # The run's fingerprint is cheap: an unchanged run is answered without rendering it.
+    version = await _read(request, lambda db: run_version(db, session.scope, run_id))
+    if version is None:
+        raise PageNotFound(f"run not found: {run_id}")
+    if shown == version[0]:
+        return unchanged(version[0], live=not version[1])
     view = await _read(request, lambda db: load_run_view(db, session.scope, run_id, now))
     if view is None:
         raise PageNotFound(f"run not found: {run_id}")
-    template = "run_live.html" if _live(request) else "run.html"
     notice = {"cancel": "Cancellation requested.", "rerun": "Rerun started from failure."}.get(
         request.query_params.get("notice", "")
     )
-    response = render(
-        template,
+    return live_page(
+        shown,
+        "run.html",
+        "run_live.html",
         live=not view.is_terminal,
+        version=version[0],
         view=view,
         gantt_width=GANTT_WIDTH,
         notice=notice,
         live_url=_live_url(request),
         session=session,
     )
-    if version is not None:
-        response.headers[VERSION_HEADER] = version[0]
-    return response
 
 
 @router.get("/runs/{run_id}/tasks/{task_key:path}")
@@ -210,9 +219,14 @@ async def task_page(request: Request, session: SessionDep, run_id: str, task_key
     view = await _read(request, lambda db: load_task_view(db, session.scope, run_id, task_key, now))
     if view is None:
         raise PageNotFound(f"task not found: {run_id}/{task_key}")
-    template = "task_live.html" if _live(request) else "task.html"
-    return render(
-        template, live=view.following, view=view, live_url=_live_url(request), session=session
+    return live_page(
+        _shown_version(request),
+        "task.html",
+        "task_live.html",
+        live=view.following,
+        view=view,
+        live_url=_live_url(request),
+        session=session,
     )
 
 
@@ -321,7 +335,7 @@ def install_error_pages(app: Any) -> None:
     """Login redirects, CSRF refusals and not-found pages of the console, as HTML."""
 
     async def login_required(request: Request, exc: Exception) -> Response:
-        if _live(request) or request.method != "GET":
+        if _shown_version(request) is not None or request.method != "GET":
             # The refresher (or a form post) cannot follow a redirect usefully: say so.
             return render("error.html", 401, title="Signed out", message=str(exc), session=None)
         target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))

@@ -1,7 +1,8 @@
-// Live refresh of the console's pages: every element with data-live-url is replaced by the
-// server's fresh rendering of it every two seconds, while the tab is visible, until the server
-// answers "x-console-live: stop" (nothing more will change). Written for this console; no
-// library. A signed-out session (401) sends the page to the login form.
+// Live refresh of the console's pages: every two seconds while the tab is visible, each
+// element with data-live-url asks the server for its section and is replaced when that
+// changed, until the server answers "x-console-live: stop" (nothing more will change).
+// Written for this console; no library. A signed-out session (401) sends the page to the
+// login form.
 "use strict";
 
 (function () {
@@ -14,7 +15,8 @@
     }
     let busy = false;
     let timer = null;
-    let version = "";
+    // The version of the section the page was rendered with: unchanged, the server answers 204.
+    let version = element.getAttribute("data-live-version") || "";
 
     async function refresh() {
       if (busy || document.hidden) {
@@ -40,10 +42,7 @@
         element.removeAttribute("data-live-error");
         version = response.headers.get("x-console-version") || "";
         if (response.status !== 204) {
-          const html = await response.text();
-          if (html !== element.innerHTML) {
-            element.innerHTML = html;
-          }
+          element.innerHTML = await response.text();
         }
         element.setAttribute("data-live-updated", new Date().toISOString());
         if (response.headers.get("x-console-live") === "stop") {
