@@ -25,7 +25,7 @@ from arco_api.console.pages import (
     render,
     unchanged,
 )
-from arco_api.console.run_view import GANTT_WIDTH, load_run_view, run_version
+from arco_api.console.run_view import GANTT_WIDTH, RunView, load_run_view, run_version
 from arco_api.console.runs_view import (
     FILTERABLE_STATES,
     ConsoleInputError,
@@ -187,14 +187,18 @@ async def runs_page(request: Request, session: SessionDep) -> Response:
 async def run_page(request: Request, session: SessionDep, run_id: str) -> Response:
     now = api_context(request).clock()
     shown = _shown_version(request)
-    # The run's fingerprint is cheap: an unchanged run is answered without rendering it.
-    version = await _read(request, lambda db: run_version(db, session.scope, run_id))
-    if version is None:
-        raise PageNotFound(f"run not found: {run_id}")
-    if shown == version[0]:
+
+    def load(db: Session) -> tuple[tuple[str, bool] | None, RunView | None]:
+        # The run's fingerprint is cheap: an unchanged run is answered without loading it.
+        version = run_version(db, session.scope, run_id)
+        if version is None or version[0] == shown:
+            return version, None
+        return version, load_run_view(db, session.scope, run_id, now)
+
+    version, view = await _read(request, load)
+    if version is not None and version[0] == shown:
         return unchanged(version[0], live=not version[1])
-    view = await _read(request, lambda db: load_run_view(db, session.scope, run_id, now))
-    if view is None:
+    if version is None or view is None:
         raise PageNotFound(f"run not found: {run_id}")
     notice = {"cancel": "Cancellation requested.", "rerun": "Rerun started from failure."}.get(
         request.query_params.get("notice", "")
