@@ -88,12 +88,13 @@ def test_the_run_row_is_locked_before_the_task_row(database: Database) -> None:
 def test_after_waiting_for_the_run_lock_the_task_is_read_fresh(database: Database) -> None:
     trigger(database, "run-1", [planned("a")])
     dispatch(database, "run-1", "a", now=at(0))
-    release = threading.Event()
+    held, release = threading.Event(), threading.Event()
 
     def start_and_hold() -> None:
         with database.transaction() as session:
             found = facts.run_with_task(session, SCOPE, "run-1", "a", lock=facts.RunLock.EXCLUSIVE)
             assert found is not None
+            held.set()
             assert facts.apply_started(session, *found, worker_id="w-1", now=at(1))
             session.flush()
             assert release.wait(timeout=30)
@@ -106,7 +107,7 @@ def test_after_waiting_for_the_run_lock_the_task_is_read_fresh(database: Databas
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         holder = pool.submit(start_and_hold)
-        time.sleep(0.3)  # the holder takes the run lock first
+        assert held.wait(timeout=30), "the holder took the run lock first"
         reader: Future[tuple[str, int]] = pool.submit(read)
         wait_until_blocked(reader, database)
         release.set()
