@@ -31,6 +31,11 @@ STAGGER_SECS = 0.25
 # Many suites share this process (and the machine may be busy): timed rules get more slack
 # than the default 2 s. The doubles' broken cadence (15 s) is far outside it either way.
 TOLERANCE_SECS = 4.0
+# A double that runs a repeated delivery again sends that attempt's /started and /completed
+# twice. When the second /started comes before the first /completed (the runs overlap), the
+# second /completed follows an acknowledged one with no /started between them: that is also
+# what one-terminal-report looks for, so it may fail too (seen once in a full test run).
+ALSO_FAILS = {"dispatch-id-dedupe": {"one-terminal-report"}}
 
 
 def _statuses(results: list[Result]) -> dict[str, Status]:
@@ -86,7 +91,11 @@ def test_a_double_breaking_one_rule_fails_exactly_that_scenario(
     double_reports: dict[str, list[Result]], rule: str
 ) -> None:
     results = double_reports[rule]
-    assert _failed(results) == [rule], [r for r in results if r.status is Status.FAIL]
+    failed = _failed(results)
+    assert rule in failed, [r for r in results if r.status is Status.FAIL]
+    assert set(failed) <= {rule, *ALSO_FAILS.get(rule, ())}, [
+        r for r in results if r.status is Status.FAIL
+    ]
     failing = next(r for r in results if r.scenario == rule)
     assert failing.evidence, "a FAIL must say what was sent and what came back"
 
